@@ -1,0 +1,1 @@
+"""hairlab's Hydra config tree, installed as the ``hairlab_conf`` package (``pkg://hairlab_conf``)."""

@@ -1,0 +1,5 @@
+"""``python -m hairlab``."""
+
+from hairlab.cli import entrypoint
+
+entrypoint()

@@ -1,0 +1,45 @@
+"""The dataset contract between dataset plugins and the training engine.
+
+A dataset plugin's factory returns a :class:`DataModule`. The engine never sees files or
+decoders: it asks for batches already on the training device, normalized, and (for
+training) augmented. Small-image datasets hold each split in memory as one uint8 tensor and
+augment per batch on the device, which is what makes CPU training fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol, runtime_checkable
+
+SPLITS = ("train", "val", "test")
+
+
+@runtime_checkable
+class DataModule(Protocol):
+    """A dataset ready for training and evaluation."""
+
+    #: Registry name of the dataset, e.g. ``cifar10``.
+    name: str
+    num_classes: int
+    #: ``(channels, height, width)`` of one example as the model sees it.
+    input_shape: tuple[int, int, int]
+
+    def info(self) -> dict[str, Any]:
+        """Facts worth tracking: sizes, checksum of the source, normalization statistics."""
+        ...
+
+    def num_examples(self, split: str) -> int:
+        """Examples in ``split`` (0 when the split does not exist)."""
+        ...
+
+    def train_batches(self, batch_size: int, *, device: Any, generator: Any) -> Iterable[tuple[Any, Any]]:
+        """One epoch of shuffled, augmented, normalized ``(x, y)`` batches on ``device``.
+
+        ``generator`` is a ``torch.Generator`` owned by the engine, so shuffling and
+        augmentation are reproducible and resumable.
+        """
+        ...
+
+    def eval_batches(self, split: str, batch_size: int, *, device: Any) -> Iterable[tuple[Any, Any]]:
+        """Un-augmented, normalized ``(x, y)`` batches of ``split`` ("val" or "test")."""
+        ...

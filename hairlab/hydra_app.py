@@ -1,0 +1,190 @@
+"""Hydra glue: hand the whole command line to Hydra, with plugins' configs on the path.
+
+``hairlab run ARGS...`` must behave exactly like ``python app.py ARGS...`` for a Hydra
+app (overrides, ``-m``, ``--cfg``, ``--info``, launchers, ``hydra.mode: MULTIRUN`` in an
+experiment). We therefore call Hydra's own entry routine with a parsed argv rather than the
+Compose API (which has no multirun, hydra#1889). Plugins' YAML trees join the search path
+through a ``hydra.searchpath`` override (works for editable and wheel installs alike, unlike
+``hydra_plugins`` namespace discovery, hydra#3252); their structured configs go through the
+ConfigStore. Errors come back as :class:`~hairlab.errors.HairlabError` one-liners.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from hairlab.errors import HairlabError
+
+#: The packaged config tree (``conf/`` in the source tree, ``hairlab_conf`` when installed).
+CONFIG_MODULE = "hairlab_conf"
+CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
+CONFIG_NAME = "config"
+#: Set to 1 to see full tracebacks instead of one-line errors.
+ENV_DEBUG = "HAIRLAB_DEBUG"
+
+
+def debug_enabled() -> bool:
+    return os.environ.get(ENV_DEBUG, "") not in ("", "0") or os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def _prepare_overrides(args: list[str]) -> list[str]:
+    """Register plugin configs and add their search-path entries to the overrides."""
+    from hydra.core.config_store import ConfigStore
+
+    from hairlab.plugin_manager import get_host
+
+    host = get_host()
+    host.configure_store(ConfigStore.instance())
+    extra = host.searchpath()
+    if not extra:
+        return list(args)
+    out, merged = [], False
+    for arg in args:
+        key = arg.split("=", 1)[0].lstrip("+~")
+        if key == "hydra.searchpath" and "=" in arg:
+            user = arg.split("=", 1)[1].strip().strip("[]")
+            items = [s.strip() for s in user.split(",") if s.strip()]
+            out.append(f"hydra.searchpath=[{','.join(items + extra)}]")
+            merged = True
+        else:
+            out.append(arg)
+    if not merged:
+        out.append(f"hydra.searchpath=[{','.join(extra)}]")
+    return out
+
+
+def _split_hydra_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Separate flags from overrides so injected overrides go after the user's."""
+    flags, overrides = [], []
+    takes_value = {"--cfg", "-c", "--package", "-p", "--info", "-i", "--config-path", "-cp",
+                   "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
+    it = iter(argv)
+    for arg in it:
+        if arg.startswith("-"):
+            flags.append(arg)
+            if arg in takes_value:
+                nxt = next(it, None)
+                if nxt is not None:
+                    flags.append(nxt)
+        else:
+            overrides.append(arg)
+    return flags, overrides
+
+
+def run(argv: list[str], task_function: Callable[[Any], Any]) -> None:
+    """Run ``task_function`` as a Hydra app over ``argv`` (everything after ``hairlab run``)."""
+    from hydra._internal.utils import _run_hydra, get_args_parser
+
+    flags, overrides = _split_hydra_args(list(argv))
+    # --info takes an optional value; keep Hydra's own parser in charge of the meaning.
+    parser = get_args_parser()
+    with _errors_as_hairlab(), _hydra_full_error():
+        args = parser.parse_args(flags + _prepare_overrides(overrides))
+        _run_hydra(
+            args=args,
+            args_parser=parser,
+            task_function=task_function,
+            config_path=CONFIG_PATH,
+            config_name=CONFIG_NAME,
+        )
+
+
+def compose(overrides: list[str], config_name: str = CONFIG_NAME) -> Any:
+    """Compose the config once (no job, no output dir), for commands such as ``hw-report``."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    with _errors_as_hairlab():
+        final = _prepare_overrides(list(overrides))
+        GlobalHydra.instance().clear()
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
+            return hydra_compose(config_name=config_name, overrides=final)
+
+
+@contextlib.contextmanager
+def _hydra_full_error() -> Iterator[None]:
+    """Make Hydra re-raise instead of printing, so we can print one clean line."""
+    old = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = old
+
+
+@contextlib.contextmanager
+def _errors_as_hairlab() -> Iterator[None]:
+    try:
+        yield
+    except (HairlabError, SystemExit, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - translated into a user-facing line below
+        if debug_enabled():
+            raise
+        raise HairlabError(describe_config_error(exc)) from exc
+
+
+def describe_config_error(exc: BaseException) -> str:
+    """One line for a Hydra/OmegaConf composition error: what is wrong and what to do."""
+    from hydra.errors import MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
+
+    # Unwrap to the most specific cause we know how to word.
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in chain:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    for err in chain:
+        if isinstance(err, HairlabError):
+            return str(err)
+    for err in chain:
+        if isinstance(err, MissingConfigException):
+            return _describe_missing(err)
+    for err in chain:
+        if isinstance(err, OmegaConfBaseException) and getattr(err, "full_key", None):
+            return describe_omegaconf_error(err)
+    first = str(exc).strip().splitlines()
+    text = first[0] if first else type(exc).__name__
+    return f"{text} (set {ENV_DEBUG}=1 for details)"
+
+
+def _describe_missing(err: Any) -> str:
+    missing = err.missing_cfg_file or ""
+    options = list(err.options or [])
+    msg = str(err)
+    m = re.search(r"Could not find '([^']+)'", msg)
+    if m:
+        missing = m.group(1)
+    group, _, option = missing.rpartition("/")
+    if not options:
+        m = re.search(r"Available options in '[^']*':\n((?:\t.*\n?)+)", msg)
+        if m:
+            options = [o.strip() for o in m.group(1).splitlines() if o.strip()]
+    if group:
+        listed = ", ".join(options) if options else "none"
+        return (
+            f"unknown {group} option '{option}'; available: {listed} "
+            f"(choose one with {group}=NAME, or install a plugin that provides it)"
+        )
+    return f"config '{missing}' not found (check the name, or `hairlab run --info searchpath`)"
+
+
+def describe_omegaconf_error(err: Any) -> str:
+    """One line for a type or key error on a config value."""
+    key = getattr(err, "full_key", "") or "?"
+    text = str(err).strip().splitlines()[0]
+    m = re.search(r"Value '(.*)' (?:of type '\w+' )?could not be converted to (\w+)", text)
+    if m:
+        return f"{key}: expected {m.group(2).lower()}, got '{m.group(1)}' (fix the override {key}=...)"
+    if "not in struct" in text or "Key '" in text and "not" in text:
+        return f"{key}: no such config key ({text}); `hairlab run --cfg job` shows the valid keys"
+    return f"{key}: {text}"
