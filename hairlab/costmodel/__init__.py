@@ -1,0 +1,1 @@
+"""hairlab.costmodel."""

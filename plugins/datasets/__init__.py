@@ -1,0 +1,1 @@
+"""Built-in datasets plugin (work in progress)."""

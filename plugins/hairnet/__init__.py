@@ -1,0 +1,1 @@
+"""Built-in hairnet plugin (work in progress)."""

@@ -1,0 +1,1 @@
+"""Built-in hardware plugin (work in progress)."""
