@@ -134,7 +134,7 @@ class PluginHost:
     def _impls(self, hook_name: str) -> list[tuple[Any, PluginRecord]]:
         hook = getattr(self.pm.hook, hook_name)
         out = []
-        for impl in reversed(hook.get_hookimpls()):  # registration order
+        for impl in hook.get_hookimpls():  # registration order (pluggy calls LIFO; we do not)
             record = self.records.get(impl.plugin_name)
             if record is None:
                 record = self.records[impl.plugin_name] = PluginRecord(name=impl.plugin_name)
