@@ -3,7 +3,15 @@
 A dataset plugin's factory returns a :class:`DataModule`. The engine never sees files or
 decoders: it asks for batches already on the training device, normalized, and (for
 training) augmented. Small-image datasets hold each split in memory as one uint8 tensor and
-augment per batch on the device, which is what makes CPU training fast.
+augment per batch on the device, which is what makes CPU training fast
+(:class:`hairlab.data.tensor.TensorDataModule`).
+
+Shared machinery lives in small modules beside this one: ``paths`` (root and cache
+resolution), ``cache`` (checksums, atomic files, archive extraction), ``images`` (decoding
+image trees and tarballs into uint8 tensors), ``augment`` (crop/flip/normalize on tensors),
+``tensor`` (the in-memory DataModule) and ``stream`` (a DataLoader-backed DataModule for
+images too large to keep in memory). None of them imports torch at module import time
+except ``augment``, ``tensor`` and ``stream``, which only dataset factories import.
 """
 
 from __future__ import annotations
@@ -16,7 +24,13 @@ SPLITS = ("train", "val", "test")
 
 @runtime_checkable
 class DataModule(Protocol):
-    """A dataset ready for training and evaluation."""
+    """A dataset ready for training and evaluation.
+
+    The iterables returned by :meth:`train_batches` and :meth:`eval_batches` also support
+    ``len()`` (number of batches), so the engine can show an ETA. Batches are float32 in
+    NCHW layout unless the caller passes ``memory_format=torch.channels_last`` (an optional
+    keyword the built-in modules accept, which saves the engine one copy per batch).
+    """
 
     #: Registry name of the dataset, e.g. ``cifar10``.
     name: str
@@ -35,8 +49,9 @@ class DataModule(Protocol):
     def train_batches(self, batch_size: int, *, device: Any, generator: Any) -> Iterable[tuple[Any, Any]]:
         """One epoch of shuffled, augmented, normalized ``(x, y)`` batches on ``device``.
 
-        ``generator`` is a ``torch.Generator`` owned by the engine, so shuffling and
-        augmentation are reproducible and resumable.
+        ``generator`` is a CPU ``torch.Generator`` owned by the engine, so shuffling and
+        augmentation are reproducible and resumable: every random draw of an epoch comes
+        from it, in a fixed order, whatever the device.
         """
         ...
 
