@@ -1,1 +1,123 @@
-"""Built-in hairnet plugin (work in progress)."""
+"""Built-in hairnet plugin: the paper's blocks (Figure 2) and heads, plus AlexNet's for comparison.
+
+Torch is imported inside the factories (via :mod:`.layers`), so loading this plugin stays
+cheap. Each entry has a ``schema`` dataclass listing its options; the model builder checks
+a stage's keys against it before calling the factory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hairlab import hookimpl
+from hairlab.registry import Entry
+
+
+@dataclass
+class ConvBNReLUOptions:
+    """Options of ``conv_bn_relu`` (and ``conv_relu``, which has no BN switch)."""
+
+    kernel_size: int = 3
+    #: ``None`` means 'same' padding (kernel_size // 2).
+    padding: Optional[int] = None
+    batch_norm: bool = True
+
+
+@dataclass
+class ConvReLUOptions:
+    """Options of ``conv_relu``: AlexNet-style convolution with bias and no normalization."""
+
+    kernel_size: int = 3
+    padding: Optional[int] = None
+
+
+@dataclass
+class DWSeparableOptions:
+    """Options of ``dw_separable``."""
+
+    kernel_size: int = 3
+    batch_norm: bool = True
+
+
+@dataclass
+class GapOptions:
+    """``gap`` takes no options."""
+
+
+@dataclass
+class DenseOptions:
+    """Options of ``dense``."""
+
+    dropout: float = 0.0
+
+
+@dataclass
+class MLPOptions:
+    """Options of ``mlp`` (AlexNet's classifier)."""
+
+    hidden: list[int] = field(default_factory=lambda: [4096, 4096])
+    dropout: float = 0.5
+    pool_size: int = 6
+
+
+def conv_bn_relu(in_channels: int, out_channels: int, *, stride: int = 1, **options: Any) -> Any:
+    from hairlab_plugins.hairnet.layers import ConvBNReLU
+
+    return ConvBNReLU(in_channels, out_channels, stride=stride, **options)
+
+
+def conv_relu(in_channels: int, out_channels: int, *, stride: int = 1, **options: Any) -> Any:
+    from hairlab_plugins.hairnet.layers import ConvBNReLU
+
+    return ConvBNReLU(in_channels, out_channels, stride=stride, batch_norm=False, **options)
+
+
+def dw_separable(in_channels: int, out_channels: int, *, stride: int = 1, **options: Any) -> Any:
+    from hairlab_plugins.hairnet.layers import DWSeparable
+
+    return DWSeparable(in_channels, out_channels, stride=stride, **options)
+
+
+def gap_head(in_channels: int, num_classes: int, **options: Any) -> Any:
+    from hairlab_plugins.hairnet.layers import GapHead
+
+    return GapHead(in_channels, num_classes, **options)
+
+
+def dense_head(in_channels: int, num_classes: int, **options: Any) -> Any:
+    from hairlab_plugins.hairnet.layers import DenseHead
+
+    return DenseHead(in_channels, num_classes, **options)
+
+
+def mlp_head(in_channels: int, num_classes: int, **options: Any) -> Any:
+    from hairlab_plugins.hairnet.layers import MLPHead
+
+    return MLPHead(in_channels, num_classes, **options)
+
+
+@hookimpl
+def hairlab_blocks() -> list[Entry]:
+    return [
+        Entry("conv_bn_relu", conv_bn_relu,
+              "Standard convolution, batch norm, ReLU (bias only when batch_norm=false).", ConvBNReLUOptions),
+        Entry("dw_separable", dw_separable,
+              "Depthwise separable block (Figure 2): depthwise KxK-BN-ReLU, pointwise 1x1-BN-ReLU.",
+              DWSeparableOptions),
+        Entry("conv_relu", conv_relu,
+              "Convolution with bias and ReLU, no normalization (AlexNet's layers).", ConvReLUOptions),
+    ]
+
+
+@hookimpl
+def hairlab_heads() -> list[Entry]:
+    return [
+        Entry("gap", gap_head,
+              "Fully convolutional: the last stage emits one map per class, then global average pooling.",
+              GapOptions),
+        Entry("dense", dense_head,
+              "Global average pooling, then one dense layer with one unit per class.", DenseOptions),
+        Entry("mlp", mlp_head,
+              "AlexNet's classifier: pool to a grid, flatten, dense layers with dropout.", MLPOptions),
+    ]
