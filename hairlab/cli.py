@@ -54,9 +54,8 @@ def main(
 def run(ctx: typer.Context) -> None:
     """Run a Hydra job or sweep: every argument goes to Hydra unchanged.
 
-    Examples: ``hairlab run optimizer=sgd optimizer.lr=0.1``,
-    ``hairlab run -m optimizer=adam,sgd``, ``hairlab run +experiment=adam_vs_sgd``,
-    ``hairlab run --cfg job``, ``hairlab run --help`` (Hydra's help for this app).
+    Examples: hairlab run optimizer=sgd optimizer.lr=0.1 | hairlab run -m optimizer=adam,sgd |
+    hairlab run +experiment=adam_vs_sgd | hairlab run --cfg job | hairlab run --help (Hydra's help).
     """
     from hairlab import hydra_app
     from hairlab.runner import task_function
@@ -77,8 +76,11 @@ def hw_report(
         bool, typer.Option("--measure", help="Also time the model on the local device, per layer.")
     ] = False,
 ) -> None:
-    """Per-layer cost of a model on a hardware target. Extra arguments are Hydra overrides,
-    e.g. ``model=hairnet_imagenet hardware=paper2012 hardware.mode=faithful``."""
+    """Per-layer cost of a model on a hardware target.
+
+    Extra arguments are Hydra overrides, e.g.
+    model=hairnet_imagenet hardware=paper2012 hardware.mode=faithful
+    """
     from hairlab.commands.hw_report import hw_report as impl
 
     impl(list(ctx.args), fmt=fmt.value, output=output, plot=plot, compare_paper=compare_paper, measure=measure)
