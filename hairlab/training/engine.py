@@ -1,0 +1,338 @@
+"""The training loop: epochs of device-side batches, per-epoch evaluation and checkpoints.
+
+Fast by default: channels_last tensors (1.3-2x on this CPU's depthwise and 1x1 convs),
+batches that are already in memory on the device, and no host sync per step: losses and
+correct counts stay on the device and are read once every ``log_every`` steps, which is also
+where divergence is detected (with the exact step, since every loss is kept until then).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hairlab.errors import HairlabError, TrainingDiverged
+from hairlab.training import checkpoint as ckpt
+from hairlab.training.progress import EpochProgress
+from hairlab.training.runtime import amp_dtype
+from hairlab.training.schedules import make_scheduler
+
+
+@dataclass
+class EngineConfig:
+    """The ``trainer`` config group, typed (see ``conf/trainer/default.yaml``)."""
+
+    epochs: int = 1
+    max_steps: int | None = None
+    batch_size: int = 128
+    eval_batch_size: int | None = None
+    device: str = "auto"
+    channels_last: bool = True
+    amp: str = "auto"
+    threads: int | None = None
+    deterministic: bool = False
+    label_smoothing: float = 0.0
+    tta_flip: bool = False
+    grad_clip: float | None = None
+    schedule: str = "constant"
+    warmup: float = 0.0
+    min_lr_ratio: float = 0.0
+    eval_split: str = "auto"
+    final_test: bool = True
+    log_every: int = 20
+    progress: bool = True
+    checkpoint: bool = True
+    checkpoint_dir: str | None = None
+    resume: str | None = None
+    decay_norm_and_bias: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, cfg: Mapping[str, Any]) -> EngineConfig:
+        """Typed config; an unknown key or a badly typed value is a one-line error."""
+        import dataclasses
+
+        from hairlab.models.options import validate_options
+        from hairlab.registry import Entry
+
+        schema = Entry("trainer", cls, "", cls)
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        opts = validate_options(schema, {k: v for k, v in cfg.items() if k in known}, "trainer")
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise HairlabError(
+                f"trainer.{unknown[0]} is not a trainer option; valid options: {', '.join(sorted(known))}")
+        out = cls(**opts)
+        if out.epochs < 1 and out.max_steps is None:
+            raise HairlabError("trainer.epochs must be >= 1 (or set trainer.max_steps)")
+        if out.batch_size < 1:
+            raise HairlabError(f"trainer.batch_size must be >= 1, got {out.batch_size}")
+        if out.log_every < 1:
+            raise HairlabError(f"trainer.log_every must be >= 1, got {out.log_every}")
+        return out
+
+
+@dataclass
+class Outcome:
+    """How a fit ended, and its last metrics."""
+
+    status: str  # finished | diverged
+    epoch: int
+    step: int
+    metrics: dict[str, float]
+    history: list[dict[str, float]]
+    checkpoint: str | None = None
+    diverged_step: int | None = None
+    last_finite_loss: float | None = None
+
+
+class Engine:
+    """Trains ``model`` on a :class:`~hairlab.data.DataModule` and logs through a tracker."""
+
+    def __init__(self, model: Any, optimizer: Any, data: Any, cfg: EngineConfig, tracker: Any, *,
+                 device: Any, seed: int, checkpoint_dir: Path | None, progress: EpochProgress | None = None,
+                 on_epoch_end: Callable[[int], None] | None = None) -> None:
+        import torch
+
+        self.torch = torch
+        self.model, self.optimizer, self.data, self.cfg, self.tracker = model, optimizer, data, cfg, tracker
+        self.device = device
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.model.to(device=device, memory_format=self.memory_format)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.dtype = amp_dtype(cfg.amp, device)
+        self.scaler = torch.amp.GradScaler(device.type) if self.dtype == torch.float16 else None
+        self.criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.checkpoint_dir = checkpoint_dir
+        self.progress = progress or EpochProgress(False)
+        self.on_epoch_end = on_epoch_end
+        self._takes_format = _accepts(data.train_batches, "memory_format")
+        self.steps_per_epoch = self._epoch_len()
+        if self.steps_per_epoch < 1:
+            raise HairlabError("the training split is empty; check dataset.train_size and dataset.val_size")
+        planned = cfg.epochs * self.steps_per_epoch
+        self.total_steps = min(planned, cfg.max_steps) if cfg.max_steps is not None else planned
+        self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        self.scheduler = make_scheduler(optimizer, {"schedule": cfg.schedule, "warmup": cfg.warmup,
+                                                    "min_lr_ratio": cfg.min_lr_ratio}, self.total_steps)
+        self.eval_split = self._eval_split()
+        self.step = 0
+        self.epoch = 0
+        self.history: list[dict[str, float]] = []
+        self._finite_loss: float | None = None
+
+    # -- setup helpers ---------------------------------------------------------------------------
+    def _epoch_len(self) -> int:
+        """Batches per training epoch, as the data module will yield them."""
+        try:
+            return len(self._batches("train", self.cfg.batch_size, train=True))
+        except TypeError:  # an iterable without len(): assume a lone last example is dropped
+            full, rest = divmod(self.data.num_examples("train"), self.cfg.batch_size)
+            return full + (1 if rest > 1 else 0)
+
+    def _eval_split(self) -> str | None:
+        split = self.cfg.eval_split
+        if split == "none":
+            return None
+        if split == "auto":
+            for candidate in ("val", "test"):
+                if self.data.num_examples(candidate) > 0:
+                    return candidate
+            return None
+        if split not in ("val", "test"):
+            raise HairlabError(f"trainer.eval_split={split!r} is unknown; use auto, val, test or none")
+        if self.data.num_examples(split) == 0:
+            raise HairlabError(f"trainer.eval_split={split} but the dataset has no {split} split; "
+                               "set dataset.val_size or trainer.eval_split=test")
+        return split
+
+    def _batches(self, split: str, batch_size: int, train: bool) -> Any:
+        kw: dict[str, Any] = {"device": self.device}
+        if self._takes_format:
+            kw["memory_format"] = self.memory_format
+        if train:
+            return self.data.train_batches(batch_size, generator=self.generator, **kw)
+        return self.data.eval_batches(split, batch_size, **kw)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch, "step": self.step,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": ckpt.rng_state(self.generator), "history": self.history,
+            "total_steps": self.total_steps,
+        }
+
+    def restore(self, path: Path) -> None:
+        """Continue from a checkpoint written at the end of an epoch."""
+        state = ckpt.load(path)
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise HairlabError(f"checkpoint {path} does not fit this model/optimizer ({first}); "
+                               "resume with the same model and optimizer config") from None
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        ckpt.set_rng_state(state["rng"], self.generator)
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.history = [dict(h) for h in state.get("history", [])]
+        self.model.to(device=self.device, memory_format=self.memory_format)
+        for row in self.history:  # the new run's record shows the whole curve
+            self.tracker.log_metrics({k: v for k, v in row.items() if k != "step"}, step=int(row["step"]))
+
+    def _save(self) -> str | None:
+        if not self.cfg.checkpoint or self.checkpoint_dir is None:
+            return None
+        return str(ckpt.save(self.checkpoint_dir / ckpt.LAST, self.state()))
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def fit(self) -> Outcome:
+        last: str | None = None
+        metrics: dict[str, float] = dict(self.history[-1]) if self.history else {}
+        try:
+            while self.step < self.total_steps:
+                self.epoch += 1
+                metrics = self._epoch()
+                self.history.append(metrics)
+                last = self._save() or last
+                if self.on_epoch_end is not None:
+                    self.on_epoch_end(self.epoch)
+        except TrainingDiverged as exc:
+            self.progress.stop()
+            tags = {"diverged": "true", "diverged_step": str(exc.step),
+                    "last_finite_loss": str(exc.last_finite_loss)}
+            self.tracker.set_tags(tags)
+            self.progress.summary(f"[red]diverged[/red] at step {exc.step} "
+                                  f"(last finite loss {exc.last_finite_loss})")
+            return Outcome("diverged", self.epoch, exc.step, metrics, self.history, last,
+                           exc.step, exc.last_finite_loss)
+        if self.cfg.final_test and self.eval_split == "val" and self.data.num_examples("test"):
+            loss, acc = self.evaluate("test")
+            metrics = {**metrics, "test/loss": loss, "test/acc": acc}
+            self.tracker.log_metrics({"test/loss": loss, "test/acc": acc}, step=self.step)
+        return Outcome("finished", self.epoch, self.step, metrics, self.history, last)
+
+    def _epoch(self) -> dict[str, float]:
+        torch = self.torch
+        cfg = self.cfg
+        model, opt, sched = self.model, self.optimizer, self.scheduler
+        model.train()
+        budget = min(self.steps_per_epoch, self.total_steps - self.step)
+        batches = self._batches("train", cfg.batch_size, train=True)
+        losses: list[Any] = []
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        loss_sum, seen, done, last_finite = 0.0, 0, 0, self._finite_loss
+        self.progress.start(self.epoch, self.epochs, budget)
+        start = time.perf_counter()
+        for x, y in batches:
+            if done >= budget:
+                break
+            x = x.contiguous(memory_format=self.memory_format)
+            with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+                out = model(x)
+                loss = self.criterion(out, y)
+            opt.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                if cfg.grad_clip:
+                    self.scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                self.scaler.step(opt)
+                self.scaler.update()
+            else:
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+            sched.step()
+            losses.append(loss.detach())
+            correct += (out.detach().argmax(1) == y).sum()
+            seen += y.shape[0]
+            done += 1
+            self.step += 1
+            if done % cfg.log_every == 0 or done == budget:
+                loss_sum, last_finite = self._drain(losses, loss_sum, last_finite, self.step - len(losses))
+                losses = []
+                elapsed = time.perf_counter() - start
+                self.progress.update(done, loss_sum / done, int(correct) / max(seen, 1), seen / elapsed)
+        if losses:
+            loss_sum, last_finite = self._drain(losses, loss_sum, last_finite, self.step - len(losses))
+        train_s = time.perf_counter() - start
+        self.progress.stop()
+        self._finite_loss = last_finite
+        metrics = {
+            "epoch": float(self.epoch),
+            "train/loss": loss_sum / max(done, 1),
+            "train/acc": int(correct) / max(seen, 1),
+            "lr": float(sched.get_last_lr()[0]),
+            "throughput/img_s": seen / train_s if train_s > 0 else 0.0,
+        }
+        if self.eval_split is not None:
+            val_loss, val_acc = self.evaluate(self.eval_split)
+            metrics.update({"val/loss": val_loss, "val/acc": val_acc})
+        metrics["time/epoch_s"] = time.perf_counter() - start
+        self.tracker.log_metrics(metrics, step=self.step)
+        metrics["step"] = float(self.step)
+        val = (f"  {self.eval_split} loss {metrics['val/loss']:.4f} acc {metrics['val/acc']:.4f}"
+               if self.eval_split else "")
+        self.progress.summary(
+            f"epoch {self.epoch}/{self.epochs}  step {self.step}  train loss {metrics['train/loss']:.4f} "
+            f"acc {metrics['train/acc']:.4f}{val}  {metrics['throughput/img_s']:,.0f} img/s  "
+            f"{metrics['time/epoch_s']:.1f} s")
+        return metrics
+
+    @staticmethod
+    def _drain(losses: list[Any], loss_sum: float, last_finite: float | None, first_step: int
+               ) -> tuple[float, float | None]:
+        """Read the pending losses from the device (one sync); raise at the first non-finite one."""
+        import torch
+
+        values = torch.stack(losses).float().tolist()
+        for i, value in enumerate(values):
+            if not math.isfinite(value):
+                raise TrainingDiverged(first_step + i + 1, last_finite)
+            last_finite = value
+        return loss_sum + sum(values), last_finite
+
+    def evaluate(self, split: str) -> tuple[float, float]:
+        """Mean cross-entropy (without label smoothing) and accuracy on ``split``."""
+        torch = self.torch
+        model = self.model
+        model.eval()
+        batch = self.cfg.eval_batch_size or 2 * self.cfg.batch_size
+        total_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        n = 0
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype,
+                                                    enabled=self.dtype is not None):
+            for x, y in self._batches(split, batch, train=False):
+                x = x.contiguous(memory_format=self.memory_format)
+                logits = model(x).float()
+                if self.cfg.tta_flip:
+                    logits = (logits + model(x.flip(3)).float()) / 2
+                total_loss += torch.nn.functional.cross_entropy(logits, y, reduction="sum")
+                correct += (logits.argmax(1) == y).sum()
+                n += y.shape[0]
+        model.train()
+        if n == 0:
+            return float("nan"), float("nan")
+        return float(total_loss) / n, int(correct) / n
+
+
+def _accepts(fn: Any, name: str) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())

@@ -1,0 +1,143 @@
+"""``task=train``: build data, model and optimizer from the config, train, report.
+
+The runner (:mod:`hairlab.runner`) owns the tracker and closes it with the run's status;
+this job only logs metrics, tags and data facts through it. A diverged run is a result, not
+a crash: it returns ``status: diverged`` with the step and last finite loss, and tags the
+run ``diverged=true`` so a sweep can report it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hairlab.errors import HairlabError
+
+
+def _plain(node: Any) -> dict[str, Any]:
+    from omegaconf import DictConfig, OmegaConf
+
+    if node is None:
+        return {}
+    if isinstance(node, DictConfig):
+        return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
+    return dict(node)
+
+
+def job_dir(tracker: Any) -> Path:
+    """The Hydra job's output directory (or the tracker's, outside Hydra)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except (ImportError, ValueError):
+        directory = getattr(tracker, "directory", None)
+        if directory is None:
+            raise HairlabError("no job directory: run through `hairlab run` or set trainer.checkpoint_dir") \
+                from None
+        return Path(directory)
+
+
+def build_optimizer(model: Any, optimizer_cfg: Mapping[str, Any], decay_norm_and_bias: bool = False) -> Any:
+    """The configured optimizer over ``model``'s parameters, options checked against its schema.
+
+    Unless ``decay_norm_and_bias``, BN parameters and biases (1-d tensors) get no weight decay:
+    decaying BN's scale fights the normalization and only slows training.
+    """
+    from hairlab.models.options import validate_options
+    from hairlab.plugin_manager import registry
+
+    opts = dict(optimizer_cfg)
+    name = opts.pop("name", None)
+    if not name:
+        raise HairlabError(
+            "optimizer.name is missing; choose one with optimizer=NAME (see `hairlab list optimizers`)")
+    entry = registry("optimizers").get(str(name))
+    opts = validate_options(entry, opts, "optimizer")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if decay_norm_and_bias:
+        groups: Any = params
+    else:
+        groups = [{"params": [p for p in params if p.ndim > 1]},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    try:
+        return entry.factory(groups, **opts)
+    except (TypeError, ValueError) as exc:
+        raise HairlabError(f"optimizer {name!r} rejected its options: {exc}") from None
+
+
+def build_data(dataset_cfg: Mapping[str, Any]) -> Any:
+    """The configured :class:`~hairlab.data.DataModule`."""
+    from hairlab.plugin_manager import registry
+
+    opts = dict(dataset_cfg)
+    name = opts.pop("name", None)
+    if not name:
+        raise HairlabError(
+            "dataset.name is missing; choose one with dataset=NAME (see `hairlab list datasets`)")
+    return registry("datasets").create(str(name), **opts)
+
+
+def hardware_metrics(model: Any, input_shape: tuple[int, ...], targets: list[str]) -> dict[str, float]:
+    """Predicted latency per hardware target (``hw/<target>/latency_s``) from the cost model."""
+    if not targets:
+        return {}
+    try:
+        from hairlab.costmodel import latency_metrics
+    except ImportError:  # the cost model is not installed in this build
+        return {}
+    was_training = model.training
+    try:
+        return {k: float(v) for k, v in latency_metrics(model, tuple(input_shape), list(targets)).items()}
+    finally:
+        model.train(was_training)
+
+
+def train_job(cfg: Any, tracker: Any) -> dict[str, Any]:
+    """Train the configured model; returns the final metrics and how the run ended."""
+    from hairlab.models import build_model, count_parameters
+    from hairlab.training import checkpoint as ckpt
+    from hairlab.training.engine import Engine, EngineConfig
+    from hairlab.training.progress import EpochProgress
+    from hairlab.training.runtime import resolve_device, seed_everything, set_threads
+
+    ecfg = EngineConfig.from_mapping(_plain(cfg.get("trainer")))
+    seed = int(cfg.get("seed", 0))
+    threads = set_threads(ecfg.threads)
+    device = resolve_device(ecfg.device)
+    seed_everything(seed, deterministic=ecfg.deterministic)
+
+    data = build_data(_plain(cfg.get("dataset")))
+    model = build_model(cfg.get("model"), num_classes=data.num_classes, input_shape=tuple(data.input_shape))
+    optimizer = build_optimizer(model, _plain(cfg.get("optimizer")), ecfg.decay_norm_and_bias)
+
+    params = count_parameters(model)
+    tracker.log_params({f"data.{k}": _param(v) for k, v in data.info().items()})
+    tracker.set_tags({"device": str(device), "threads": str(threads)})
+    first = {"model/params": float(params)}
+    targets = [str(t) for t in cfg.get("hw_targets") or []]
+    first.update(hardware_metrics(model, tuple(data.input_shape), targets))
+    tracker.log_metrics(first, step=0)
+
+    directory = Path(ecfg.checkpoint_dir) if ecfg.checkpoint_dir else job_dir(tracker) / "checkpoints"
+    engine = Engine(model, optimizer, data, ecfg, tracker, device=device, seed=seed, checkpoint_dir=directory,
+                    progress=EpochProgress(ecfg.progress))
+    if ecfg.resume not in (None, "", False):
+        found = ckpt.find(ecfg.resume, directory)
+        if found is not None:
+            engine.restore(found)
+            tracker.set_tags({"resumed_from": str(found)})
+    outcome = engine.fit()
+    result: dict[str, Any] = {"status": outcome.status, "epoch": outcome.epoch, "step": outcome.step,
+                              "model/params": params, "checkpoint": outcome.checkpoint}
+    result.update({k: v for k, v in outcome.metrics.items() if k not in ("epoch", "step")})
+    if outcome.status == "diverged":
+        result.update({"diverged_step": outcome.diverged_step, "last_finite_loss": outcome.last_finite_loss})
+    return result
+
+
+def _param(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in value) + "]"
+    return value
