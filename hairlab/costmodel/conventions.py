@@ -1,0 +1,156 @@
+"""Turn extracted layers into cost rows under a target's counting conventions.
+
+Every rule here is general (it applies to any extracted model), and each rule that only the
+paper's appendix follows is switched by a flag in :class:`~hairlab.costmodel.target.Conventions`,
+so the faithful and corrected modes differ only by data. docs/paper-errata.md explains each.
+"""
+
+from __future__ import annotations
+
+from hairlab.costmodel.layers import Layer
+from hairlab.costmodel.target import Conventions
+
+_CONV = ("conv", "dwconv", "pwconv")
+_POOL = ("maxpool", "avgpool")
+
+
+def fuse_bn_relu(layers: list[Layer]) -> list[Layer]:
+    """A BN directly followed by a ReLU on its output becomes one ``bn_relu`` row."""
+    out: list[Layer] = []
+    i = 0
+    while i < len(layers):
+        cur = layers[i]
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        if cur.kind == "bn" and nxt is not None and nxt.kind == "relu" and nxt.in_elems == cur.out_elems:
+            out.append(cur.copy(kind="bn_relu", name=f"{cur.name}+{nxt.name.rsplit('.', 1)[-1]}"))
+            i += 2
+            continue
+        out.append(cur)
+        i += 1
+    return out
+
+
+def _neighbour_conv(layers: list[Layer], start: int, step: int) -> str | None:
+    i = start
+    while 0 <= i < len(layers):
+        if layers[i].kind in _CONV:
+            return layers[i].kind
+        if layers[i].kind in _POOL or layers[i].kind == "gap":
+            return None
+        i += step
+    return None
+
+
+def duplicate_interstage_pools(layers: list[Layer]) -> list[Layer]:
+    """The paper's rule: a pool between two depthwise-separable stages is listed twice."""
+    out: list[Layer] = []
+    for i, layer in enumerate(layers):
+        out.append(layer)
+        if layer.kind == "maxpool":
+            before = _neighbour_conv(layers, i - 1, -1)
+            after = _neighbour_conv(layers, i + 1, +1)
+            if before in ("dwconv", "pwconv") and after == "dwconv":
+                out.append(layer.copy(synthetic=True, name=f"{layer.name} (listed twice)"))
+    return out
+
+
+def pool_before_gap(layers: list[Layer]) -> list[Layer]:
+    """The paper's rule: every stage ends in a 2x2 max pool, the last one included.
+
+    The extra pool's output is a quarter of its input (even when the map has an odd side)
+    and nothing reads it: the global average pool still reads the unpooled map.
+    """
+    out: list[Layer] = []
+    for i, layer in enumerate(layers):
+        prev = layers[i - 1] if i else None
+        if layer.kind == "gap" and prev is not None and prev.kind not in _POOL:
+            out.append(Layer(f"{layer.name} (pool before GAP)", "maxpool", layer.in_elems,
+                             layer.in_elems // 4, 0, 0, layer.in_shape, (), {}, synthetic=True))
+        out.append(layer)
+    return out
+
+
+def append_softmax(layers: list[Layer]) -> list[Layer]:
+    """Count the softmax the loss applies, when the model ends in logits without one."""
+    if not layers or layers[-1].kind == "softmax":
+        return layers
+    last = layers[-1]
+    if not last.out_shape or any(d != 1 for d in last.out_shape[1:]):
+        return layers  # not a vector of logits
+    n = last.out_elems
+    return [*layers, Layer("softmax", "softmax", n, n, 0, 0, last.out_shape, last.out_shape, synthetic=True)]
+
+
+def paper_labels(layers: list[Layer]) -> None:
+    """Label rows the way the appendix does (``dwise_conv0``, ``BN_RELU0_2``...).
+
+    The block index restarts after each pool; a BN row takes its label from the conv before it.
+    """
+    block, last_conv = 0, None
+    for layer in layers:
+        kind = layer.kind
+        if kind in _POOL:
+            layer.label, block, last_conv = "max_pool" if kind == "maxpool" else "avg_pool", 0, None
+        elif kind == "dwconv":
+            layer.label, last_conv = f"dwise_conv{block}", "dw"
+        elif kind == "pwconv":
+            layer.label, last_conv = f"pointwise_conv{block}", "pw"
+        elif kind == "conv":
+            layer.label, last_conv = "conv2D", "conv"
+        elif kind in ("bn_relu", "bn", "relu"):
+            base = {"bn_relu": "BN_RELU", "bn": "BN", "relu": "RELU"}[kind]
+            if last_conv == "dw":
+                layer.label = f"{base}{block}"
+            elif last_conv == "pw":
+                layer.label = f"{base}{block}_2"
+            else:
+                layer.label = base
+            if kind != "bn" and last_conv == "pw":
+                block += 1
+                last_conv = None
+        elif kind == "gap":
+            layer.label = "GAP"
+        elif kind == "softmax":
+            layer.label = "SoftMax"
+        elif kind == "dense":
+            layer.label = "dense"
+        else:
+            layer.label = layer.attrs.get("module") or layer.attrs.get("functional") or kind
+
+
+def apply(layers: list[Layer], conv: Conventions) -> list[Layer]:
+    """The rows a target costs, in order, labelled."""
+    rows = [layer.copy() for layer in layers]
+    if conv.fuse_bn_relu:
+        rows = fuse_bn_relu(rows)
+    if conv.append_softmax:
+        rows = append_softmax(rows)
+    if conv.pool_before_gap:
+        rows = pool_before_gap(rows)
+    if conv.duplicate_interstage_pools:
+        rows = duplicate_interstage_pools(rows)
+    paper_labels(rows)
+    return rows
+
+
+def count_ops(layer: Layer, conv: Conventions) -> float:
+    """Operations of one row for one image, under the conventions."""
+    kind = layer.kind
+    if kind in _CONV:
+        macs = layer.macs
+        if kind == "dwconv" and conv.depthwise_ops == "dense":
+            macs = layer.macs * int(layer.attrs.get("groups", 1))  # each output sees every input channel
+        return 2.0 * macs + (layer.out_elems if layer.attrs.get("bias") else 0)
+    if kind == "dense":
+        return 2.0 * layer.macs + (layer.out_elems if layer.attrs.get("bias") else 0)
+    if kind == "bn_relu":
+        return (conv.bn_ops + conv.relu_ops) * layer.out_elems
+    if kind == "bn":
+        return conv.bn_ops * layer.out_elems
+    if kind == "relu":
+        return conv.relu_ops * layer.out_elems
+    if kind in (*_POOL, "gap"):
+        return conv.pool_ops * layer.in_elems
+    if kind == "softmax":
+        return conv.softmax_ops * layer.out_elems
+    return conv.other_ops * layer.out_elems

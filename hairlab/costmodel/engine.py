@@ -1,0 +1,218 @@
+"""The analytical cost engine: place operands, then time data movement and compute per row.
+
+For each row: bytes of the input map, output map and parameters; where each lives
+(internal or external memory, by the target's locality rule); transfer time = bytes that
+cross the bus / bus bandwidth; compute time = operations / the rate of the unit the layer
+runs on; row time = transfer + compute (or the max of the two when the target overlaps
+them). Parameters always stream from external memory: no target keeps weights resident.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from hairlab.costmodel import conventions as conv_rules
+from hairlab.costmodel.layers import Layer
+from hairlab.costmodel.target import Target
+
+MB = 1e6
+INTERNAL, EXTERNAL = "internal", "external"
+
+
+@dataclass
+class Row:
+    """One row of the report: the appendix's columns plus a few more."""
+
+    index: int
+    layer_name: str
+    module: str
+    kind: str
+    in_map_MB: float
+    out_map_MB: float
+    param_MB: float
+    ops: float
+    in_map_loc: str
+    out_map_loc: str
+    param_loc: str
+    transfer_time_s: float
+    compute_time_s: float
+    total_time_s: float
+    bound: str
+    unit: str
+    #: Operations per byte that crosses the bus (inf when nothing does).
+    intensity: float
+    params: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+#: Column order of the appendix (and of csv/markdown output), then the extras.
+APPENDIX_COLUMNS = ("layer_name", "in_map_MB", "out_map_MB", "param_MB", "ops", "in_map_loc", "out_map_loc",
+                    "param_loc", "transfer_time_s", "compute_time_s", "total_time_s")
+EXTRA_COLUMNS = ("bound", "unit", "module", "kind")
+
+
+@dataclass
+class Report:
+    """Rows, totals and the target they were computed for."""
+
+    target: Target
+    model: str
+    input_shape: tuple[int, int, int]
+    rows: list[Row]
+    totals: dict[str, float] = field(default_factory=dict)
+    summary: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        t = self.target
+        return {
+            "model": self.model,
+            "input_shape": list(self.input_shape),
+            "target": {"name": t.name, "mode": t.mode, "description": t.description,
+                       "internal_memory": t.internal_memory, "bus_bandwidth": t.bus_bandwidth,
+                       "matrix_flops": t.matrix_flops, "generic_flops": t.generic_flops,
+                       "bytes_per_element": t.bytes_per_element, "batch_size": t.batch_size,
+                       "overlap": t.overlap, "double_buffer": t.buffered,
+                       "layer_overhead_s": t.layer_overhead_s, "kind_rates": dict(t.kind_rates),
+                       "notes": list(t.notes)},
+            "layers": [r.as_dict() for r in self.rows],
+            "totals": dict(self.totals),
+            "summary": list(self.summary),
+        }
+
+
+def _place_per_map(sizes: list[float], cap: float, first: str) -> list[str]:
+    """The paper's rule: each map is internal iff it fits on its own."""
+    locs = [INTERNAL if s <= cap else EXTERNAL for s in sizes]
+    if first != "auto" and sizes:
+        locs[0] = INTERNAL if first == "internal" and sizes[0] <= cap else EXTERNAL
+    return locs
+
+
+def _place_working_set(ins: list[float], outs: list[float], cap: float, first: str) -> list[str]:
+    """Locations of maps m_0..m_n (m_i = input of row i) minimising bus bytes.
+
+    Row i holds its input and output in internal memory at the same time, so
+    ``in_i * internal(m_i) + out_i * internal(m_i+1) <= cap``. An external map costs its
+    write by the producer plus its read by the consumer. Dynamic programming over the chain.
+    """
+    n = len(ins)
+    INF = float("inf")
+
+    def ext_cost(i: int) -> float:
+        return (outs[i - 1] if i > 0 else 0.0) + (ins[i] if i < n else 0.0)
+
+    def allowed(i: int, loc: str) -> bool:
+        size = max(outs[i - 1] if i > 0 else 0.0, ins[i] if i < n else 0.0)
+        if i == 0 and first != "auto":
+            return loc == first and (loc == EXTERNAL or size <= cap)
+        return loc == EXTERNAL or size <= cap
+
+    states = (INTERNAL, EXTERNAL)
+    cost = [{s: (ext_cost(0) if s == EXTERNAL else 0.0) if allowed(0, s) else INF for s in states}]
+    back: list[dict[str, str]] = [{}]
+    for i in range(1, n + 1):
+        row, ptr = {}, {}
+        for s in states:
+            best, arg = INF, EXTERNAL
+            if allowed(i, s):
+                for p in states:
+                    held = (ins[i - 1] if p == INTERNAL else 0.0) + (outs[i - 1] if s == INTERNAL else 0.0)
+                    fits = held <= cap
+                    if fits and cost[i - 1][p] < best:
+                        best, arg = cost[i - 1][p], p
+            row[s] = best + (ext_cost(i) if s == EXTERNAL else 0.0)
+            ptr[s] = arg
+        cost.append(row)
+        back.append(ptr)
+    loc = min(states, key=lambda s: cost[n][s])
+    locs = [loc]
+    for i in range(n, 0, -1):
+        loc = back[i][loc]
+        locs.append(loc)
+    return locs[::-1]
+
+
+def estimate(layers: list[Layer], target: Target, *, model: str = "model",
+             input_shape: tuple[int, int, int] = (0, 0, 0)) -> Report:
+    """Cost every row of ``layers`` on ``target``."""
+    conv = target.conventions
+    rows_in = conv_rules.apply(layers, conv)
+    b, bpe = target.batch_size, target.bytes_per_element
+    ins = [r.in_elems * bpe * b for r in rows_in]
+    outs = [r.out_elems * bpe * b for r in rows_in]
+    cap = target.map_capacity
+    if conv.locality == "per_map":
+        in_locs = _place_per_map(ins, cap, conv.input_location)
+        out_locs = _place_per_map(outs, cap, "auto")
+    else:
+        maps = _place_working_set(ins, outs, cap, conv.input_location)
+        in_locs, out_locs = maps[:-1], maps[1:]
+    rows: list[Row] = []
+    for i, layer in enumerate(rows_in):
+        param_bytes = layer.params * bpe
+        ops = conv_rules.count_ops(layer, conv) * b
+        moved = (ins[i] if in_locs[i] == EXTERNAL else 0.0) + (outs[i] if out_locs[i] == EXTERNAL else 0.0)
+        moved += param_bytes
+        transfer = moved / target.bus_bandwidth
+        compute = ops / target.rate(layer.kind) + target.layer_overhead_s
+        total = max(transfer, compute) if target.overlap else transfer + compute
+        rows.append(Row(
+            index=i + 1, layer_name=layer.label, module=layer.name, kind=layer.kind,
+            in_map_MB=ins[i] / MB, out_map_MB=outs[i] / MB, param_MB=param_bytes / MB, ops=ops,
+            in_map_loc=in_locs[i], out_map_loc=out_locs[i], param_loc=EXTERNAL,
+            transfer_time_s=transfer, compute_time_s=compute, total_time_s=total,
+            bound="memory" if transfer > compute else "compute", unit=target.unit(layer.kind),
+            intensity=ops / moved if moved else float("inf"), params=layer.params,
+        ))
+    report = Report(target, model, input_shape, rows)
+    report.totals = _totals(rows, target, layers)
+    report.summary = summarize(report)
+    return report
+
+
+def _totals(rows: list[Row], target: Target, layers: list[Layer]) -> dict[str, float]:
+    latency = sum(r.total_time_s for r in rows)
+    transfer = sum(r.transfer_time_s for r in rows)
+    compute = sum(r.compute_time_s for r in rows)
+    moved = sum(r.transfer_time_s for r in rows) * target.bus_bandwidth
+    return {
+        "latency_s": latency,
+        "latency_per_image_s": latency / target.batch_size,
+        "images_per_s": target.batch_size / latency if latency else float("inf"),
+        "transfer_s": transfer,
+        "compute_s": compute,
+        # Parameters of the model (each layer once, extra listed rows not double counted).
+        "params": float(sum(layer.params for layer in layers)),
+        "ops": float(sum(r.ops for r in rows)),
+        "bus_MB": moved / MB,
+        "rows": float(len(rows)),
+        "memory_bound_rows": float(sum(r.bound == "memory" for r in rows)),
+        "batch_size": float(target.batch_size),
+    }
+
+
+def summarize(report: Report) -> list[str]:
+    """A few sentences on where the time goes."""
+    rows, tot = report.rows, report.totals
+    latency = tot["latency_s"] or 1.0
+    lines = [
+        f"total {tot['latency_s'] * 1e3:.3f} ms per batch of {int(tot['batch_size'])} "
+        f"({tot['latency_per_image_s'] * 1e3:.3f} ms per image); transfer {tot['transfer_s'] * 1e3:.3f} ms "
+        f"({100 * tot['transfer_s'] / latency:.0f}%), compute {tot['compute_s'] * 1e3:.3f} ms "
+        f"({100 * tot['compute_s'] / latency:.0f}%)"
+        + (" (overlapped: total is the per-layer max)" if report.target.overlap else ""),
+    ]
+    by_kind: dict[str, float] = {}
+    for r in rows:
+        by_kind[r.kind] = by_kind.get(r.kind, 0.0) + r.total_time_s
+    kinds = sorted(by_kind.items(), key=lambda kv: -kv[1])[:4]
+    lines.append("by layer type: " + ", ".join(f"{k} {100 * v / latency:.0f}%" for k, v in kinds))
+    top = sorted(rows, key=lambda r: -r.total_time_s)[:3]
+    lines.append("slowest rows: " + ", ".join(
+        f"#{r.index} {r.layer_name} {r.total_time_s * 1e3:.3f} ms ({r.bound}-bound)" for r in top))
+    mem = sum(r.bound == "memory" for r in rows)
+    lines.append(f"{mem} of {len(rows)} rows are memory-bound")
+    return lines

@@ -1,0 +1,189 @@
+"""The hardware target data model: memory levels, bus, compute rates, and counting rules.
+
+A target is data plus rules. The data are the numbers a datasheet (or a calibration) gives;
+the rules (:class:`Conventions`) say how layers are counted and placed. Keeping the rules
+explicit is what lets one engine reproduce the paper's appendix (its own, partly wrong,
+rules) and also compute what the same hardware would really do.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from hairlab.errors import HairlabError
+
+#: Layer kinds that run on the matrix unit unless a target says otherwise.
+MATRIX_KINDS = ("conv", "dwconv", "pwconv", "dense")
+LOCALITY = ("per_map", "working_set")
+INPUT_LOCATION = ("auto", "external", "internal")
+DEPTHWISE_OPS = ("grouped", "dense")
+
+
+@dataclass(frozen=True)
+class Conventions:
+    """How layers are counted and where their operands live."""
+
+    #: Merge a BN followed by a ReLU into one ``bn_relu`` row (one pass over the map).
+    fuse_bn_relu: bool = True
+    #: Generic operations per element. Inference BN folds to one scale and one shift (2);
+    #: the paper's appendix counts 4 (subtract mean, divide by std, scale, shift).
+    bn_ops: float = 2.0
+    relu_ops: float = 1.0
+    #: Per input element (one compare or add each).
+    pool_ops: float = 1.0
+    #: Per element: exponent, sum, divide.
+    softmax_ops: float = 3.0
+    #: Per output element of an element-wise add/mul or an unknown layer.
+    other_ops: float = 1.0
+    #: ``grouped``: 2*K*K*C*H*W for a depthwise conv; ``dense``: as if it were a standard
+    #: conv with as many outputs as inputs (the paper's appendix, C times too many).
+    depthwise_ops: str = "grouped"
+    #: ``per_map``: a feature map is internal iff it alone fits the internal memory (the
+    #: paper's rule); ``working_set``: a layer's internal input and output must fit together,
+    #: placement chosen to minimise bus traffic.
+    locality: str = "working_set"
+    #: Where the input image starts: ``auto`` (internal iff it fits), ``external``, ``internal``.
+    input_location: str = "external"
+    #: Count a softmax after the logits when the model has none (the loss applies it).
+    append_softmax: bool = True
+    #: The paper lists each max pool between two depthwise-separable stages twice.
+    duplicate_interstage_pools: bool = False
+    #: The paper lists a 2x2 max pool (output a quarter of its input, used by nothing)
+    #: between the last stage and the global average pool.
+    pool_before_gap: bool = False
+
+    def validate(self) -> None:
+        for key, allowed in (("locality", LOCALITY), ("input_location", INPUT_LOCATION),
+                             ("depthwise_ops", DEPTHWISE_OPS)):
+            value = getattr(self, key)
+            if value not in allowed:
+                raise HairlabError(f"hardware.{key}={value!r} is unknown; choose one of {', '.join(allowed)}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("float",) and (not isinstance(value, (int, float)) or value < 0):
+                raise HairlabError(f"hardware.{f.name} must be a number >= 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A hardware target for the analytical cost model."""
+
+    name: str
+    description: str
+    #: Bytes of on-chip (internal) memory; external memory is unbounded.
+    internal_memory: float
+    #: Bytes per second between external and internal memory.
+    bus_bandwidth: float
+    #: Operations per second of the matrix unit and of the generic (host) unit.
+    matrix_flops: float
+    generic_flops: float
+    bytes_per_element: float = 4
+    batch_size: int = 1
+    #: Overlap data movement with compute (time = max, not sum). Overlap needs double
+    #: buffering, which halves the internal memory usable for maps.
+    overlap: bool = False
+    double_buffer: bool | None = None
+    #: Fixed cost per layer (kernel launch, dispatch), seconds.
+    layer_overhead_s: float = 0.0
+    #: Layer kinds on the matrix unit; every other kind runs on the generic unit.
+    matrix_kinds: tuple[str, ...] = MATRIX_KINDS
+    #: Per-kind rate overrides (ops/s), e.g. a CPU's depthwise convolutions.
+    kind_rates: dict[str, float] = field(default_factory=dict)
+    #: ``(C, H, W)`` to use instead of the model's own input shape.
+    input_size: tuple[int, int, int] | None = None
+    mode: str = ""
+    conventions: Conventions = field(default_factory=Conventions)
+    #: Where the numbers come from (datasheet, paper, calibration), for the report.
+    notes: tuple[str, ...] = ()
+    #: A printed table this target should reproduce (CSV with the appendix's columns) and
+    #: its printed total, for ``hw-report --compare-paper``.
+    reference_table: str | None = None
+    reference_total_s: str | None = None
+
+    def __post_init__(self) -> None:
+        positive = ("internal_memory", "bus_bandwidth", "matrix_flops", "generic_flops", "bytes_per_element")
+        for key in positive:
+            value = getattr(self, key)
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not numeric or not math.isfinite(value) or value <= 0:
+                raise HairlabError(f"hardware.{key} must be a positive number, got {value!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise HairlabError(f"hardware.batch_size must be a positive integer, got {self.batch_size!r}")
+        if self.layer_overhead_s < 0:
+            raise HairlabError(f"hardware.layer_overhead_s must be >= 0, got {self.layer_overhead_s!r}")
+        if self.input_size is not None and (len(self.input_size) != 3 or min(self.input_size) < 1):
+            raise HairlabError(
+                f"hardware.input_size must be [channels, height, width], got {self.input_size!r}")
+        self.conventions.validate()
+
+    @property
+    def buffered(self) -> bool:
+        """Whether maps are double-buffered (default: when transfer and compute overlap)."""
+        return self.overlap if self.double_buffer is None else bool(self.double_buffer)
+
+    @property
+    def map_capacity(self) -> float:
+        """Internal bytes usable for feature maps."""
+        return self.internal_memory / 2 if self.buffered else self.internal_memory
+
+    def rate(self, kind: str) -> float:
+        if kind in self.kind_rates:
+            return float(self.kind_rates[kind])
+        return self.matrix_flops if kind in self.matrix_kinds else self.generic_flops
+
+    def unit(self, kind: str) -> str:
+        if kind in self.kind_rates:
+            return f"{kind} rate"
+        return "matrix" if kind in self.matrix_kinds else "generic"
+
+    def with_options(self, **changes: Any) -> Target:
+        return replace(self, **changes)
+
+
+def parse_input_size(value: Any) -> tuple[int, int, int] | None:
+    """``224``, ``[224, 224]``, ``[3, 224, 224]`` or None -> ``(C, H, W)`` (C=3 if omitted)."""
+    if value is None:
+        return None
+    try:
+        items = [int(value)] if isinstance(value, (int, float, str)) else [int(v) for v in value]
+    except (TypeError, ValueError):
+        raise HairlabError(f"hardware.input_size must be H, [H, W] or [C, H, W], got {value!r}") from None
+    if len(items) == 1:
+        items = [3, items[0], items[0]]
+    elif len(items) == 2:
+        items = [3, *items]
+    if len(items) != 3 or min(items) < 1:
+        raise HairlabError(f"hardware.input_size must be H, [H, W] or [C, H, W], got {value!r}")
+    return (items[0], items[1], items[2])
+
+
+def common_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Pop the report options every target accepts (batch, overlap, bytes, input size)."""
+    out: dict[str, Any] = {}
+    if "batch_size" in options:
+        out["batch_size"] = options.pop("batch_size")
+    if "overlap" in options:
+        value = options.pop("overlap")
+        if isinstance(value, str):
+            if value not in ("sum", "max"):
+                raise HairlabError(f"hardware.overlap={value!r}: use true/false (or max/sum)")
+            value = value == "max"
+        out["overlap"] = bool(value)
+    if "double_buffer" in options:
+        out["double_buffer"] = options.pop("double_buffer")
+    if "bytes_per_element" in options:
+        out["bytes_per_element"] = options.pop("bytes_per_element")
+    if "input_size" in options:
+        out["input_size"] = parse_input_size(options.pop("input_size"))
+    return out
+
+
+def reject_unknown(target: str, options: dict[str, Any], allowed: list[str]) -> None:
+    """One clear line for a misspelt hardware key."""
+    if options:
+        names = ", ".join(sorted(options))
+        raise HairlabError(
+            f"hardware '{target}' has no option(s) {names}; valid: {', '.join(sorted(allowed))}"
+        )
