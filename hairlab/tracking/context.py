@@ -1,0 +1,145 @@
+"""What a run is tagged with, and what it is called, from the Hydra job it belongs to."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Written by the sweep callback into the sweep directory; jobs read it to find their parent.
+SWEEP_FILE = "hairlab_sweep.json"
+MAX_RUN_NAME = 250
+
+
+@dataclass
+class SweepState:
+    """Everything a job of a tracked sweep needs to log under the sweep's parent run."""
+
+    uri: str
+    experiment: str
+    experiment_id: str
+    parent_run_id: str
+    sweep_id: str
+    sweep_dir: str
+    swept_keys: list[str] = field(default_factory=list)
+
+    def save(self) -> Path:
+        path = Path(self.sweep_dir) / SWEEP_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, sweep_dir: str | Path) -> SweepState | None:
+        path = Path(sweep_dir) / SWEEP_FILE
+        if not path.is_file():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+
+@dataclass
+class JobContext:
+    """The parts of ``HydraConfig`` that tracking cares about."""
+
+    job_dir: Path
+    base_dir: Path
+    overrides: list[str]
+    job_num: int | None = None
+    multirun: bool = False
+    sweep_dir: Path | None = None
+    choices: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_hydra(cls) -> JobContext:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+        from omegaconf import OmegaConf
+
+        hc = HydraConfig.get()
+        multirun = hc.mode == RunMode.MULTIRUN
+        choices = OmegaConf.to_container(hc.runtime.choices, resolve=True) if hc.runtime.choices else {}
+        base_dir = Path(hc.runtime.cwd)
+        sweep_dir = None
+        if multirun:
+            sweep_dir = Path(str(hc.sweep.dir))
+            sweep_dir = sweep_dir if sweep_dir.is_absolute() else (base_dir / sweep_dir).resolve()
+        return cls(
+            job_dir=Path(hc.runtime.output_dir),
+            base_dir=base_dir,
+            overrides=[str(o) for o in hc.overrides.task],
+            job_num=int(hc.job.num) if multirun and hc.job.get("num") is not None else None,
+            multirun=multirun,
+            sweep_dir=sweep_dir,
+            choices=dict(choices or {}),
+        )
+
+
+def override_key(override: str) -> str:
+    """``+optimizer.lr=0.1`` -> ``optimizer.lr``."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def run_name(overrides: list[str], swept_keys: list[str] | None = None, job_num: int | None = None) -> str:
+    """A readable run name: the swept overrides (``optimizer=sgd,optimizer.lr=0.1``).
+
+    Outside a sweep, or when nothing was swept, all the job's overrides; with none at all,
+    ``job<N>`` or ``run``.
+    """
+    relevant = [o for o in overrides if not override_key(o).startswith("hydra.")]
+    if swept_keys:
+        swept = [o for o in relevant if override_key(o) in set(swept_keys)]
+        relevant = swept or relevant
+    name = ",".join(relevant) or (f"job{job_num}" if job_num is not None else "run")
+    return name if len(name) <= MAX_RUN_NAME else name[: MAX_RUN_NAME - 3] + "..."
+
+
+def git_commit(directory: str | Path) -> str | None:
+    """The commit checked out at ``directory``, or None outside a git work tree."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=str(directory),
+            capture_output=True, text=True, timeout=5, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and len(commit) >= 7 else None
+
+
+def base_tags(base_dir: str | Path) -> dict[str, str]:
+    """Tags every hairlab run carries: versions of hairlab and each plugin, the git commit."""
+    from hairlab import __version__
+    from hairlab.plugin_manager import get_host
+
+    tags = {
+        "hairlab.version": __version__,
+        "mlflow.source.name": "hairlab run",
+        "mlflow.source.type": "LOCAL",
+    }
+    commit = git_commit(base_dir)
+    if commit:
+        tags["hairlab.git_commit"] = commit
+        tags["mlflow.source.git.commit"] = commit
+    try:
+        for dist, version in sorted(get_host().distributions().items()):
+            tags[f"hairlab.plugin.{dist}"] = version or "unknown"
+    except Exception as exc:  # noqa: BLE001 - plugin trouble is reported by `hairlab plugins`
+        tags["hairlab.plugins_error"] = f"{type(exc).__name__}: {exc}"[:500]
+    return tags
+
+
+def job_tags(ctx: JobContext, sweep: SweepState | None) -> dict[str, str]:
+    """The tags of one job's run."""
+    tags = base_tags(ctx.base_dir)
+    tags["hairlab.overrides"] = ",".join(ctx.overrides)
+    tags["hairlab.job_dir"] = str(ctx.job_dir)
+    if ctx.job_num is not None:
+        tags["hairlab.job_num"] = str(ctx.job_num)
+    if sweep is not None:
+        tags["mlflow.parentRunId"] = sweep.parent_run_id
+        tags["hairlab.sweep_id"] = sweep.sweep_id
+    return tags

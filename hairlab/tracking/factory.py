@@ -1,0 +1,91 @@
+"""The tracker of one Hydra job, chosen by the ``tracking`` config group."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hairlab.errors import HairlabError
+from hairlab.tracking.base import LocalTracker, Tracker
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("mlflow", "local")
+
+
+def tracking_settings(cfg: Any) -> dict[str, Any]:
+    """The ``tracking`` node as a plain dict (``backend: local`` when absent)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    node = cfg.get("tracking") if hasattr(cfg, "get") else None
+    if node is None:
+        return {"backend": "local"}
+    data = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    backend = str(data.get("backend", "local"))
+    if backend not in BACKENDS:
+        raise HairlabError(f"unknown tracking backend '{backend}'; choose tracking=mlflow or tracking=local")
+    return data
+
+
+def create_tracker(cfg: Any) -> Tracker:
+    """A tracker for the current Hydra job (call inside a job)."""
+    from hairlab.tracking.context import JobContext
+
+    settings = tracking_settings(cfg)
+    ctx = JobContext.from_hydra()
+    if settings["backend"] == "local":
+        return LocalTracker(ctx.job_dir)
+    return open_mlflow_run(cfg, settings, ctx)
+
+
+def open_mlflow_run(cfg: Any, settings: dict[str, Any], ctx: Any) -> Tracker:
+    """Create the job's MLflow run (a child of the sweep's parent run, in a tracked sweep)."""
+    from hairlab.tracking import store
+    from hairlab.tracking.context import SweepState, job_tags, run_name
+    from hairlab.tracking.mlflow_tracker import MLflowTracker
+    from hairlab.tracking.params import config_params
+
+    sweep = SweepState.load(ctx.sweep_dir) if ctx.multirun and ctx.sweep_dir is not None else None
+    if sweep is not None:
+        uri, experiment_id = sweep.uri, sweep.experiment_id
+        client = store.client(uri)
+    else:
+        uri = store.resolve_uri(settings.get("uri"), ctx.base_dir)
+        client = store.client(uri)
+        experiment_id = store.ensure_experiment(client, store.experiment_name(cfg, ctx.choices), uri)
+    swept = sweep.swept_keys if sweep else None
+    name = settings.get("run_name") or run_name(ctx.overrides, swept, ctx.job_num)
+    tags = job_tags(ctx, sweep)
+    try:
+        run = store.retrying(lambda: client.create_run(experiment_id, run_name=str(name), tags=tags))
+    except Exception as exc:
+        raise HairlabError(
+            f"cannot create an MLflow run in {uri}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]} "
+            "(check tracking.uri / $MLFLOW_TRACKING_URI, or use tracking=local)"
+        ) from exc
+    tracker = MLflowTracker(
+        client,
+        run.info.run_id,
+        flush_interval_s=float(settings.get("flush_interval_s", 2.0)),
+        job_dir=ctx.job_dir,
+        upload_artifacts=bool(settings.get("log_artifacts", True)),
+        plots=bool(settings.get("plots", True)),
+    )
+    tracker.sweep = sweep  # type: ignore[attr-defined]
+    _write_resolved_config(cfg, ctx.job_dir)
+    tracker.log_params(config_params(cfg))
+    tracker.flush()
+    log.info("MLflow run %s (%s) in %s", run.info.run_id, name, uri)
+    return tracker
+
+
+def _write_resolved_config(cfg: Any, job_dir: Path) -> None:
+    from omegaconf import OmegaConf
+
+    try:
+        text = OmegaConf.to_yaml(cfg, resolve=True)
+    except Exception:  # noqa: BLE001 - fall back to the config as written
+        text = OmegaConf.to_yaml(cfg)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    (job_dir / "resolved_config.yaml").write_text(text)

@@ -1,0 +1,220 @@
+"""The MLflow backend of :class:`hairlab.tracking.base.Tracker`.
+
+Logging must never slow training, so calls only append to an in-memory buffer; a
+background thread sends the buffer with ``log_batch`` every ``flush_interval_s`` seconds
+(or sooner when it fills), retrying SQLite lock errors and flaky connections. One
+``log_batch`` per interval also keeps parallel jobs from fighting over a SQLite lock on
+every step. ``close`` drains the buffer, uploads the job's artifacts and ends the run.
+
+The tracker talks to MLflow only through an ``MlflowClient`` bound to one run id, never the
+fluent API, so an inherited ``MLFLOW_RUN_ID`` (mlflow#15713) or another thread's active run
+cannot redirect what it logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hairlab.tracking.params import MAX_VALUE_LENGTH, clean_key
+from hairlab.tracking.store import retrying
+
+log = logging.getLogger(__name__)
+
+MAX_METRICS_PER_BATCH = 1000
+MAX_TAGS_PER_BATCH = 100
+MAX_TAG_LENGTH = 8000
+#: Hydra's per-job files uploaded at close, when present.
+HYDRA_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")
+
+
+class MLflowTracker:
+    """Logs one job to one MLflow run through a background batch writer."""
+
+    def __init__(
+        self,
+        mlflow_client: Any,
+        run_id: str,
+        *,
+        flush_interval_s: float = 2.0,
+        job_dir: str | Path | None = None,
+        upload_artifacts: bool = True,
+        plots: bool = True,
+    ) -> None:
+        self.client = mlflow_client
+        self.run_id = run_id
+        self.flush_interval_s = float(flush_interval_s)
+        self.job_dir = Path(job_dir) if job_dir is not None else None
+        self.upload_artifacts = upload_artifacts
+        self.plots = plots
+        #: Every metric logged, ``key -> [(step, value)]``, for the job's curve plots.
+        self.history: dict[str, list[tuple[int, float]]] = {}
+        #: Errors the writer gave up on (also tagged on the run at close).
+        self.errors: list[str] = []
+        self.status: str | None = None
+        self._params_sent: dict[str, str] = {}
+        self._metrics: list[Any] = []
+        self._params: dict[str, str] = {}
+        self._tags: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"hairlab-mlflow-{run_id[:8]}", daemon=True)
+        self._thread.start()
+
+    # -- Tracker protocol ----------------------------------------------------------------
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from hairlab.tracking.params import format_value
+
+        with self._lock:
+            for key, value in params.items():
+                text = format_value(value)[:MAX_VALUE_LENGTH]
+                key = clean_key(str(key))
+                sent = self._params_sent.get(key)
+                if sent is not None and sent != text:
+                    log.warning("param %s already logged as %r; ignoring new value %r", key, sent, text)
+                    continue
+                if sent is None:
+                    self._params[key] = text
+                    self._params_sent[key] = text
+        self._wake.set()
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        step = int(step)
+        with self._lock:
+            for key, value in metrics.items():
+                v = float(value)
+                self._metrics.append(Metric(key=clean_key(key), value=v, timestamp=now, step=step))
+                self.history.setdefault(key, []).append((step, v))
+            full = len(self._metrics) >= MAX_METRICS_PER_BATCH
+        if full:
+            self._wake.set()
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        with self._lock:
+            for key, value in tags.items():
+                self._tags[clean_key(str(key))] = str(value)[:MAX_TAG_LENGTH]
+        self._wake.set()
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """Upload a file (or a directory's contents) now; a failure warns, never raises."""
+        path = Path(path)
+        try:
+            if path.is_dir():
+                retrying(lambda: self.client.log_artifacts(self.run_id, str(path), artifact_path))
+            else:
+                retrying(lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
+        except Exception as exc:  # noqa: BLE001 - tracking must not kill a finished training
+            self._error(f"artifact {path}: {type(exc).__name__}: {exc}")
+
+    def close(self, status: str = "FINISHED") -> None:
+        """Drain the buffer, upload the job's files and plots, then end the run."""
+        if self.status is not None:
+            return
+        self.status = status
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=60)
+        self.flush()
+        if self.upload_artifacts and self.job_dir is not None:
+            self._upload_job_files()
+        if self.plots and self.history and self.job_dir is not None:
+            self._upload_plots()
+        if self.errors:
+            self.set_tags({"hairlab.tracking_errors": f"{len(self.errors)}: {self.errors[-1]}"})
+            self.flush()
+        try:
+            retrying(lambda: self.client.set_terminated(self.run_id, status=status))
+        except Exception as exc:  # noqa: BLE001 - reported, the job result is already logged
+            log.error("could not mark MLflow run %s %s: %s", self.run_id, status, exc)
+
+    # -- extras the runner uses ----------------------------------------------------------
+    def record_error(self, exc: BaseException) -> None:
+        """Tag the run with the error and keep its traceback as ``error.txt``."""
+        summary = f"{type(exc).__name__}: {exc}".strip()
+        self.set_tags({"hairlab.error": summary, "mlflow.note.content": f"**{summary}**"})
+        if self.job_dir is not None:
+            path = self.job_dir / "error.txt"
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+            except OSError as err:
+                self._error(f"error.txt: {err}")
+
+    def flush(self) -> None:
+        """Send everything buffered now (the writer thread does this on its own too)."""
+        from mlflow.entities import Param, RunTag
+
+        with self._send_lock:
+            with self._lock:
+                metrics, self._metrics = self._metrics, []
+                params, self._params = self._params, {}
+                tags, self._tags = self._tags, {}
+            if params:
+                items = [Param(k, v) for k, v in params.items()]
+                for i in range(0, len(items), MAX_TAGS_PER_BATCH):
+                    self._send(params=items[i : i + MAX_TAGS_PER_BATCH])
+            if tags:
+                items = [RunTag(k, v) for k, v in tags.items()]
+                for i in range(0, len(items), MAX_TAGS_PER_BATCH):
+                    self._send(tags=items[i : i + MAX_TAGS_PER_BATCH])
+            for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+                self._send(metrics=metrics[i : i + MAX_METRICS_PER_BATCH])
+
+    # -- internals ----------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.flush()
+            except Exception as exc:  # noqa: BLE001 - the thread must survive to flush at close
+                self._error(f"flush: {type(exc).__name__}: {exc}")
+
+    def _send(self, **batch: Any) -> None:
+        try:
+            retrying(lambda: self.client.log_batch(self.run_id, **batch), what="log_batch")
+        except Exception as exc:  # noqa: BLE001 - kept and reported; training goes on
+            kinds = ", ".join(f"{len(v)} {k}" for k, v in batch.items())
+            self._error(f"log_batch ({kinds}) failed: {type(exc).__name__}: {str(exc)[:300]}")
+
+    def _error(self, text: str) -> None:
+        self.errors.append(text)
+        log.warning("MLflow run %s: %s", self.run_id, text)
+
+    def _upload_job_files(self) -> None:
+        assert self.job_dir is not None
+        for rel in HYDRA_FILES:
+            path = self.job_dir / rel
+            if path.is_file():
+                self.log_artifact(path, "hydra")
+        for name in ("resolved_config.yaml", "error.txt"):
+            path = self.job_dir / name
+            if path.is_file():
+                self.log_artifact(path)
+        for path in sorted(self.job_dir.glob("*.log")):
+            if path.is_file() and path.stat().st_size:
+                self.log_artifact(path, "logs")
+
+    def _upload_plots(self) -> None:
+        assert self.job_dir is not None
+        from hairlab.tracking.plots import job_curves
+
+        try:
+            paths = job_curves(self.history, self.job_dir / "plots")
+        except Exception as exc:  # noqa: BLE001 - a plotting failure must not lose the run
+            self._error(f"plots: {type(exc).__name__}: {exc}")
+            return
+        for path in paths:
+            self.log_artifact(path, "plots")

@@ -1,0 +1,251 @@
+"""The Hydra callback that turns a multirun into one MLflow parent run with child jobs.
+
+``on_multirun_start`` runs once, in the launching process, before any job: it creates the
+SQLite database (and its schema), the experiment and the parent run there, so parallel
+jobs never race MLflow's first migration or ``set_experiment`` (mlflow#979, #10334), and
+writes :data:`~hairlab.tracking.context.SWEEP_FILE` into the sweep directory for the jobs.
+``on_multirun_end`` gives the parent a summary (table artifacts and overlaid curves), prints
+a short report, and exits non-zero when a job failed or diverged. Hydra skips
+``on_multirun_end`` when the sweep itself aborts (Ctrl-C, a job that could not start); an
+``atexit`` hook then closes the parent as KILLED or FAILED so it never stays RUNNING.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+
+log = logging.getLogger(__name__)
+
+#: Curves drawn on the parent run, one PNG each (like the paper's Figures 3 and 4).
+SWEEP_CURVES = ("train/loss", "val/loss", "train/acc", "val/acc")
+
+
+def swept_keys(config: Any) -> list[str]:
+    """Keys a multirun sweeps over: command-line sweeps and ``hydra.sweeper.params``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    keys: list[str] = []
+    overrides = [str(o) for o in OmegaConf.to_container(config.hydra.overrides.task, resolve=False)]
+    try:
+        for ov in OverridesParser.create().parse_overrides(overrides):
+            if ov.is_sweep_override():
+                keys.append(ov.key_or_group)
+    except Exception:  # noqa: BLE001 - Hydra reports bad overrides itself
+        pass
+    params = OmegaConf.select(config, "hydra.sweeper.params")
+    if params:
+        keys.extend(str(k) for k in params if str(k) not in keys)
+    return keys
+
+
+class SweepCallback(Callback):
+    """Creates the parent run before a sweep's jobs and summarises it after them."""
+
+    def __init__(self, **_: Any) -> None:
+        self.state: Any = None
+        self._done = False
+        self._interrupted = False
+        self._old_sigint: Any = None
+
+    # -- Hydra hooks ---------------------------------------------------------------------
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        from hairlab.tracking.factory import tracking_settings
+
+        if tracking_settings(config)["backend"] != "mlflow":
+            return
+        try:
+            self._start(config)
+        except BaseException as exc:
+            # Hydra turns a callback's exception into a warning; a sweep that cannot be
+            # tracked must stop before spending hours on jobs.
+            from hairlab.errors import HairlabError
+
+            message = str(exc) if isinstance(exc, HairlabError) else f"{type(exc).__name__}: {exc}"
+            print(f"hairlab: cannot set up MLflow tracking for this sweep: {message}", file=sys.stderr)
+            raise SystemExit(2) from exc
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        if self.state is None or self._done:
+            return
+        failed = self._finish()
+        if failed:
+            raise SystemExit(1)
+
+    # -- work ----------------------------------------------------------------------------
+    def _start(self, config: Any) -> None:
+        from omegaconf import OmegaConf
+
+        from hairlab.tracking import store
+        from hairlab.tracking.context import SweepState, base_tags, run_name
+        from hairlab.tracking.factory import tracking_settings
+
+        settings = tracking_settings(config)
+        runtime = OmegaConf.select(config, "hydra.runtime") or {}
+        base_dir = Path(str(runtime.get("cwd") or Path.cwd()))
+        choices = OmegaConf.to_container(runtime.choices, resolve=True) if runtime.get("choices") else {}
+        uri = store.resolve_uri(settings.get("uri"), base_dir)
+        client = store.client(uri)
+        name = store.experiment_name(config, choices)
+        experiment_id = store.ensure_experiment(client, name, uri)
+        keys = swept_keys(config)
+        sweep_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        overrides = [str(o) for o in config.hydra.overrides.task]
+        tags = base_tags(base_dir)
+        tags.update({
+            "hairlab.sweep_parent": "true",
+            "hairlab.sweep_id": sweep_id,
+            "hairlab.overrides": ",".join(overrides),
+            "hairlab.swept_keys": ",".join(keys),
+        })
+        parent_name = f"sweep {run_name(overrides, keys)}" if keys else f"sweep {sweep_id}"
+        run = store.retrying(lambda: client.create_run(experiment_id, run_name=parent_name, tags=tags))
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        if not sweep_dir.is_absolute():
+            sweep_dir = (base_dir / sweep_dir).resolve()
+        self.state = SweepState(
+            uri=uri, experiment=name, experiment_id=experiment_id, parent_run_id=run.info.run_id,
+            sweep_id=sweep_id, sweep_dir=str(sweep_dir), swept_keys=keys,
+        )
+        self.state.save()
+        self.fail_on_diverged = bool(settings.get("fail_on_diverged", True))
+        self._done = False
+        atexit.register(self._abort)
+        try:
+            self._old_sigint = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._on_sigint)
+        except ValueError:  # not the main thread
+            self._old_sigint = None
+        log.info("MLflow sweep %s: parent run %s in experiment '%s' (%s)",
+                 sweep_id, run.info.run_id, name, uri)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self._interrupted = True
+        handler = self._old_sigint
+        if callable(handler):
+            handler(signum, frame)
+        else:
+            raise KeyboardInterrupt
+
+    def _restore(self) -> None:
+        self._done = True
+        atexit.unregister(self._abort)
+        if self._old_sigint is not None:
+            try:
+                signal.signal(signal.SIGINT, self._old_sigint)
+            except ValueError:
+                pass
+            self._old_sigint = None
+
+    def _abort(self) -> None:
+        """At exit without ``on_multirun_end``: close the parent as KILLED or FAILED."""
+        if self._done or self.state is None:
+            return
+        status = "KILLED" if self._interrupted else "FAILED"
+        try:
+            self._finish(parent_status=status)
+        except Exception as exc:  # noqa: BLE001 - best effort at interpreter exit
+            print(f"hairlab: could not close sweep parent run: {exc}", file=sys.stderr)
+
+    def _finish(self, parent_status: str | None = None) -> bool:
+        """Summarise the children on the parent; True when any job failed (or diverged)."""
+        from hairlab.tracking import store, summary
+
+        state = self.state
+        self._restore()
+        client = store.client(state.uri)
+        children = store.retrying(lambda: summary.fetch_runs(
+            client, [state.experiment_id], f"tags.mlflow.parentRunId = '{state.parent_run_id}'"
+        ))
+        columns, rows = summary.table(children, preferred_params=_param_names(children, state.swept_keys))
+        counts: dict[str, int] = {}
+        for row in rows:
+            key = str(row["status"]).split("@")[0]
+            counts[key] = counts.get(key, 0) + 1
+        launched = _launched_jobs(Path(state.sweep_dir))
+        missing = max(0, launched - len(children))
+        bad = [r for r in rows if r["status"] not in ("FINISHED",) and
+               (self.fail_on_diverged or not str(r["status"]).startswith("DIVERGED"))]
+        failed = bool(bad) or missing > 0
+        status = parent_status or ("FAILED" if failed else "FINISHED")
+
+        with tempfile.TemporaryDirectory(prefix="hairlab-sweep-") as tmp:
+            out = Path(tmp)
+            for fmt, ext in (("markdown", "md"), ("csv", "csv"), ("json", "json")):
+                (out / f"summary.{ext}").write_text(summary.render(columns, rows, fmt))
+            _upload(client, state.parent_run_id, out, "summary")
+            try:
+                from hairlab.tracking.plots import overlay_curves
+
+                curves = overlay_curves(summary.histories(client, children, SWEEP_CURVES), out / "curves",
+                                        SWEEP_CURVES)
+                if curves:
+                    _upload(client, state.parent_run_id, out / "curves", "curves")
+            except Exception as exc:  # noqa: BLE001 - curves are a convenience; the table is logged
+                log.warning("sweep curves failed: %s", exc)
+            md = summary.render([c for c in columns if c != "run_id"], rows, "markdown")
+            text = ", ".join(f"{n} {k.lower()}" for k, n in sorted(counts.items()))
+            if missing:
+                text += f", {missing} without a run"
+            from mlflow.entities import Metric, RunTag
+
+            now = int(time.time() * 1000)
+            metrics = [Metric("sweep/jobs", float(launched or len(children)), now, 0),
+                       Metric("sweep/failed", float(len(bad) + missing), now, 0)]
+            best = [r["val/acc"] for r in rows if isinstance(r.get("val/acc"), float)]
+            if best:
+                metrics.append(Metric("sweep/best_val_acc", max(best), now, 0))
+            tags = [RunTag("hairlab.sweep_status", text or "no jobs"),
+                    RunTag("mlflow.note.content", f"Sweep {state.sweep_id}: {text}\n\n{md}"[:8000])]
+            store.retrying(lambda: client.log_batch(state.parent_run_id, metrics=metrics, tags=tags))
+        store.retrying(lambda: client.set_terminated(state.parent_run_id, status=status))
+        _report(state, rows, text, bad, missing, status)
+        return failed
+
+
+def _param_names(children: list[Any], swept: list[str]) -> list[str]:
+    """Swept override keys as parameter names (``optimizer`` -> ``optimizer.name``)."""
+    names: list[str] = []
+    params = {k for r in children for k in r.data.params}
+    for key in swept:
+        for cand in (key, f"{key}.name"):
+            if cand in params:
+                names.append(cand)
+                break
+    return names
+
+
+def _launched_jobs(sweep_dir: Path) -> int:
+    """Job directories Hydra created under the sweep (each has a ``.hydra/``)."""
+    if not sweep_dir.is_dir():
+        return 0
+    return sum(1 for p in sweep_dir.rglob(".hydra") if p.is_dir() and p.parent != sweep_dir)
+
+
+def _upload(client: Any, run_id: str, directory: Path, artifact_path: str) -> None:
+    from hairlab.tracking import store
+
+    store.retrying(lambda: client.log_artifacts(run_id, str(directory), artifact_path))
+
+
+def _report(state: Any, rows: list[dict[str, Any]], text: str, bad: list[dict[str, Any]], missing: int,
+            status: str) -> None:
+    print(f"[hairlab] sweep {state.sweep_id}: {text or 'no jobs'}; parent run {state.parent_run_id} "
+          f"({status}) in experiment '{state.experiment}' at {state.uri}")
+    for row in bad[:10]:
+        note = f": {row['note']}" if row.get("note") else ""
+        print(f"[hairlab]   {row['status']}: {row['run']}{note}")
+    if missing:
+        print(f"[hairlab]   {missing} job(s) left no run (see the job logs under {state.sweep_dir})")
+    if bad or missing:
+        print("[hairlab] `hairlab compare` shows the whole table; `hairlab ui` opens it in MLflow")
