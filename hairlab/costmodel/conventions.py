@@ -22,7 +22,9 @@ def fuse_bn_relu(layers: list[Layer]) -> list[Layer]:
         cur = layers[i]
         nxt = layers[i + 1] if i + 1 < len(layers) else None
         if cur.kind == "bn" and nxt is not None and nxt.kind == "relu" and nxt.in_elems == cur.out_elems:
-            out.append(cur.copy(kind="bn_relu", name=f"{cur.name}+{nxt.name.rsplit('.', 1)[-1]}"))
+            fused = cur.copy(kind="bn_relu", name=f"{cur.name}+{nxt.name.rsplit('.', 1)[-1]}")
+            fused.attrs["sources"] = [cur.name, nxt.name]
+            out.append(fused)
             i += 2
             continue
         out.append(cur)

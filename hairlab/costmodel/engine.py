@@ -64,6 +64,19 @@ class Report:
     rows: list[Row]
     totals: dict[str, float] = field(default_factory=dict)
     summary: list[str] = field(default_factory=list)
+    #: Modules behind each row (empty for rows only a convention adds), for measurement.
+    sources: list[list[str]] = field(default_factory=list)
+    #: Filled by ``--measure``: measured seconds per row and the measurement's facts.
+    measured: list[float | None] | None = None
+    measurement: dict[str, Any] | None = None
+
+    def _row_dict(self, i: int) -> dict[str, Any]:
+        data = self.rows[i].as_dict()
+        if self.measured is not None:
+            meas = self.measured[i]
+            data["measured_s"] = meas
+            data["predicted_over_measured"] = data["total_time_s"] / meas if meas else None
+        return data
 
     def as_dict(self) -> dict[str, Any]:
         t = self.target
@@ -77,9 +90,10 @@ class Report:
                        "overlap": t.overlap, "double_buffer": t.buffered,
                        "layer_overhead_s": t.layer_overhead_s, "kind_rates": dict(t.kind_rates),
                        "notes": list(t.notes)},
-            "layers": [r.as_dict() for r in self.rows],
+            "layers": [self._row_dict(i) for i in range(len(self.rows))],
             "totals": dict(self.totals),
             "summary": list(self.summary),
+            **({"measurement": self.measurement} if self.measurement else {}),
         }
 
 
@@ -168,6 +182,7 @@ def estimate(layers: list[Layer], target: Target, *, model: str = "model",
             intensity=ops / moved if moved else float("inf"), params=layer.params,
         ))
     report = Report(target, model, input_shape, rows)
+    report.sources = [[] if r.synthetic else list(r.attrs.get("sources", [r.name])) for r in rows_in]
     report.totals = _totals(rows, target, layers)
     report.summary = summarize(report)
     return report

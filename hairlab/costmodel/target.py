@@ -99,6 +99,8 @@ class Target:
     notes: tuple[str, ...] = ()
     #: A printed table this target should reproduce (CSV with the appendix's columns) and
     #: its printed total, for ``hw-report --compare-paper``.
+    #: CPU threads the numbers describe (``--measure`` runs with as many); None = any.
+    threads: int | None = None
     reference_table: str | None = None
     reference_total_s: str | None = None
 

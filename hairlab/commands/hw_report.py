@@ -1,0 +1,77 @@
+"""``hairlab hw-report``: per-layer cost of a model on a hardware target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hairlab.errors import HairlabError
+
+
+def build_report(overrides: list[str], *, compare_paper: bool = False) -> tuple[Any, Any, Any]:
+    """Compose the config, build model and target, extract and cost: ``(report, model, cfg)``."""
+    from hairlab.costmodel.api import target_from_config
+    from hairlab.costmodel.engine import estimate
+    from hairlab.costmodel.layers import extract_layers
+    from hairlab.hydra_app import compose
+    from hairlab.models import build_model, model_input_shape
+
+    cfg = compose(list(overrides))
+    if cfg.get("hardware") is None:
+        raise HairlabError("no hardware target configured; add hardware=NAME (see `hairlab list hardware`)")
+    if cfg.get("model") is None:
+        raise HairlabError("no model configured; add model=NAME (e.g. model=hairnet_imagenet)")
+    extra: dict[str, Any] = {}
+    if compare_paper and cfg.hardware.get("mode") not in (None, "faithful"):
+        extra["mode"] = "faithful"  # the comparison is of the faithful mode, by definition
+    target = target_from_config(cfg.hardware, **extra)
+    if compare_paper and not target.reference_table:
+        raise HairlabError(f"hardware '{target.name}' has no printed reference to compare with; "
+                           "--compare-paper needs a target that reproduces a paper (e.g. hardware=paper2012)")
+    shape = tuple(target.input_size) if target.input_size else model_input_shape(cfg.model)
+    model = build_model(cfg.model, input_shape=shape)
+    layers = extract_layers(model, shape)
+    name = str(cfg.model.get("name", "model"))
+    return estimate(layers, target, model=name, input_shape=shape), model, cfg
+
+
+def hw_report(overrides: list[str], *, fmt: str = "table", output: Path | None = None,
+              plot: Path | None = None, compare_paper: bool = False, measure: bool = False) -> None:
+    """Print (or write) the report; optionally plot, compare with the paper, and measure."""
+    from rich.console import Console
+
+    from hairlab.costmodel import render
+
+    if fmt not in render.FORMATS:
+        raise HairlabError(f"--format {fmt!r} is unknown; choose one of {', '.join(render.FORMATS)}")
+    report, model, _ = build_report(overrides, compare_paper=compare_paper)
+    console = Console(width=max(Console().width, 200))
+    if measure:
+        from hairlab.costmodel.measure import attach, measure_model
+
+        t = report.target
+        attach(report, measure_model(model, report.input_shape, batch_size=t.batch_size, threads=t.threads))
+    if fmt == "table":
+        if output:
+            with Path(output).open("w") as fh:
+                render.print_table(report, Console(file=fh, width=240, no_color=True))
+        else:
+            render.print_table(report, console)
+    else:
+        text = {"csv": render.to_csv, "json": render.to_json, "markdown": render.to_markdown}[fmt](report)
+        if output:
+            Path(output).write_text(text)
+        else:
+            print(text, end="")
+    if output:
+        console.print(f"wrote {output}", style="dim")
+    if plot:
+        from hairlab.costmodel.roofline import plot_roofline
+
+        console.print(f"wrote roofline chart {plot_roofline(report, plot)}", style="dim")
+    if compare_paper:
+        from hairlab.costmodel.compare import load_reference, side_by_side
+
+        reference = load_reference(report.target.reference_table)
+        pairs = side_by_side(report, reference)
+        render.print_comparison(report, pairs, report.target.reference_total_s, console)

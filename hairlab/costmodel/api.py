@@ -1,0 +1,121 @@
+"""Entry points other parts of hairlab use: targets from configs, and per-run latency metrics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from hairlab.errors import HairlabError
+
+log = logging.getLogger(__name__)
+
+
+def target_from_config(hw_cfg: Any, **overrides: Any) -> Any:
+    """A :class:`~hairlab.costmodel.target.Target` from a ``hardware`` config group node."""
+    from hairlab.plugin_manager import registry
+
+    options = _plain(hw_cfg)
+    name = options.pop("name", None)
+    if not name:
+        raise HairlabError("the hardware config has no 'name'; choose a target with hardware=NAME "
+                           "(see `hairlab list hardware`)")
+    options.update(overrides)
+    entry = registry("hardware").get(str(name))
+    try:
+        return entry.factory(**options)
+    except TypeError as exc:
+        raise HairlabError(f"hardware '{name}' rejected its options: {exc}") from None
+
+
+def _plain(cfg: Any) -> dict[str, Any]:
+    if cfg is None:
+        return {}
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig):
+            return dict(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    except ImportError:  # pragma: no cover - omegaconf is a dependency
+        pass
+    if not isinstance(cfg, Mapping):
+        raise HairlabError(f"hardware config must be a mapping, got {type(cfg).__name__}")
+    return dict(cfg)
+
+
+def target_defaults(name: str) -> dict[str, Any]:
+    """The default config of target ``name``: ``hardware/<name>.yaml`` on the config path.
+
+    Read directly (hairlab's config package, then plugins' search-path entries) rather than
+    through Hydra's compose, which would reset a Hydra app already running (a training job).
+    """
+    from importlib import resources
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from hairlab.hydra_app import CONFIG_MODULE
+    from hairlab.plugin_manager import get_host
+
+    candidates: list[Path] = []
+    for entry in [f"pkg://{CONFIG_MODULE}", *get_host().searchpath()]:
+        try:
+            if entry.startswith("pkg://"):
+                base = Path(str(resources.files(entry[len("pkg://"):].replace("/", "."))))
+            elif entry.startswith("file://"):
+                base = Path(entry[len("file://"):])
+            else:
+                continue
+        except (ModuleNotFoundError, TypeError, ValueError):
+            continue
+        candidates.append(base / "hardware" / f"{name}.yaml")
+    for path in candidates:
+        if path.is_file():
+            node = OmegaConf.load(path)
+            try:
+                data = OmegaConf.to_container(node, resolve=True)
+            except Exception:  # noqa: BLE001 - interpolations into other groups: keep raw values
+                data = OmegaConf.to_container(node, resolve=False)
+            data = dict(data or {})  # type: ignore[arg-type]
+            data.pop("defaults", None)
+            data["name"] = name
+            return data
+    return {"name": name}
+
+
+def latency_metrics(model: Any, input_shape: tuple[int, int, int], targets: list[str]) -> dict[str, float]:
+    """Predicted cost of ``model`` on each named target, as tracker metrics.
+
+    One traced forward of one image, then the engine per target (built from its default
+    config). Targets needing a calibration that is not cached are skipped with a warning
+    rather than measured here. Keys: ``hw/<target>/latency_s``, ``.../transfer_s``,
+    ``.../compute_s``, ``.../ops``, ``.../params``.
+    """
+    from hairlab.costmodel.calibrate import CalibrationUnavailable, cached_only
+    from hairlab.costmodel.engine import estimate
+    from hairlab.costmodel.layers import extract_layers
+
+    shape = tuple(int(s) for s in input_shape)
+    traced: dict[tuple[int, ...], Any] = {}
+    metrics: dict[str, float] = {}
+    for name in targets:
+        try:
+            with cached_only():
+                target = target_from_config(target_defaults(str(name)))
+        except CalibrationUnavailable as exc:
+            log.warning("skipping hw/%s metrics: %s", name, exc)
+            continue
+        run_shape = tuple(target.input_size) if target.input_size else shape
+        if run_shape not in traced:
+            traced[run_shape] = extract_layers(model, run_shape)
+        report = estimate(traced[run_shape], target, input_shape=run_shape)  # type: ignore[arg-type]
+        tot = report.totals
+        prefix = f"hw/{name}"
+        metrics.update({
+            f"{prefix}/latency_s": tot["latency_per_image_s"],
+            f"{prefix}/transfer_s": tot["transfer_s"] / target.batch_size,
+            f"{prefix}/compute_s": tot["compute_s"] / target.batch_size,
+            f"{prefix}/ops": tot["ops"] / target.batch_size,
+            f"{prefix}/params": tot["params"],
+        })
+    return metrics
