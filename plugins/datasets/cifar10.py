@@ -121,6 +121,7 @@ class _BatchUnpickler(pickle.Unpickler):
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
         ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
     }
 
     def find_class(self, module: str, name: str) -> Any:
@@ -238,6 +239,8 @@ def fetch_official(url: str, md5: str | None, dest_dir: Path, timeout: float = 3
                     while block := resp.read(1 << 20):
                         h.update(block)
                         fh.write(block)
+            except urllib.error.HTTPError as exc:
+                raise Unreachable(f"HTTP {exc.code} {exc.reason}") from None
             except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
                 raise Unreachable(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}") from None
             if md5 and h.hexdigest() != md5.lower():
