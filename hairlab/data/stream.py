@@ -1,0 +1,148 @@
+"""A DataModule for image trees too large to hold in memory: decode per batch in workers.
+
+Files are decoded and resized to ``size x size`` uint8 by DataLoader worker processes;
+crop, flip and normalization then run per batch on the training device with the same code
+as the in-memory module, and all random draws (order, crops, flips) come from the engine's
+generator in the main process, so an epoch is reproducible whatever the worker count.
+Splits follow :func:`hairlab.data.tensor.split_indices`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+
+from hairlab.data.augment import Normalizer, crop_flip
+from hairlab.data.images import decode_image
+from hairlab.data.tensor import Batches, split_indices
+from hairlab.errors import HairlabError
+
+
+class ImageFiles(torch.utils.data.Dataset):
+    """``(path, label)`` items as ``(uint8 (3, S, S), label, error)``.
+
+    A file that fails to decode yields a blank image and its error text, so the main
+    process can raise one clear line instead of a worker traceback.
+    """
+
+    def __init__(self, items: Sequence[tuple[str, int]], size: int) -> None:
+        self.items = list(items)
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str]:
+        path, label = self.items[i]
+        try:
+            arr = decode_image(path, self.size)
+        except Exception as exc:  # noqa: BLE001 - reported by the main process, naming the file
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), label, f"{path}: {reason}"
+        return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous(), label, ""
+
+
+def _check(errors: Sequence[str]) -> None:
+    bad = next((e for e in errors if e), None)
+    if bad:
+        raise HairlabError(f"cannot decode image {bad}; replace or delete that file")
+
+
+class StreamDataModule:
+    """Images decoded from disk every epoch by ``workers`` DataLoader processes."""
+
+    def __init__(self, name: str, *, train: Sequence[tuple[str, int]], test: Sequence[tuple[str, int]],
+                 num_classes: int, size: int, classes: Sequence[str] | None = None,
+                 train_size: int | None = None, test_size: int | None = None, val_size: int | float = 0,
+                 crop_padding: int = 0, hflip: bool = False, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None, normalize: bool = True, workers: int = 2,
+                 stats_images: int = 1000, extra_info: dict[str, Any] | None = None) -> None:
+        sl = split_indices(len(train), len(test), train_size=train_size, test_size=test_size,
+                           val_size=val_size)
+        self.name = name
+        self.num_classes = int(num_classes)
+        self.classes = list(classes or [str(i) for i in range(num_classes)])
+        self.input_shape = (3, size, size)
+        self.size = size
+        self.crop_padding, self.hflip = int(crop_padding), bool(hflip)
+        self.workers = max(0, int(workers))
+        self._splits = {"train": list(train[sl["train"]]), "val": list(train[sl["val"]]),
+                        "test": list(test[sl["test"]])}
+        if not normalize:
+            mean, std, self.stats_source = [0.0] * 3, [1.0] * 3, "none"
+        elif mean is None or std is None:
+            from hairlab.data.augment import channel_stats
+
+            sample = self._splits["train"][:stats_images]
+            x = torch.cat([xb for xb, _ in self._raw(sample, 256)]) if sample else torch.zeros(0, 3, 1, 1)
+            cmean, cstd = channel_stats(x.to(torch.uint8))
+            mean, std = (cmean if mean is None else mean), (cstd if std is None else std)
+            self.stats_source = f"first {len(sample)} training images"
+        else:
+            self.stats_source = "config"
+        self.normalizer = Normalizer(mean, std)
+        self._extra = dict(extra_info or {})
+
+    def _loader(self, items: Sequence[tuple[str, int]], batch_size: int, order: Sequence[int] | None,
+                pin: bool = False) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(
+            ImageFiles(items, self.size), batch_size=batch_size, sampler=order, shuffle=False,
+            num_workers=self.workers, pin_memory=pin, persistent_workers=False,
+        )
+
+    def _raw(self, items: Sequence[tuple[str, int]],
+             batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for xb, yb, errors in self._loader(items, batch_size, None):
+            _check(errors)
+            yield xb, yb
+
+    # -- contract --------------------------------------------------------------------------
+    def num_examples(self, split: str) -> int:
+        return len(self._splits.get(split, ()))
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "num_classes": self.num_classes, "classes": list(self.classes),
+            "input_shape": list(self.input_shape), "train_examples": self.num_examples("train"),
+            "val_examples": self.num_examples("val"), "test_examples": self.num_examples("test"),
+            "mean": [round(m, 6) for m in self.normalizer.mean],
+            "std": [round(s, 6) for s in self.normalizer.std],
+            "stats_from": self.stats_source, "crop_padding": self.crop_padding, "hflip": self.hflip,
+            "in_memory": False, "workers": self.workers, **self._extra,
+        }
+
+    def train_batches(self, batch_size: int, *, device: Any, generator: torch.Generator,
+                      memory_format: Any = None, drop_last: bool | None = None) -> Batches:
+        """One shuffled epoch; see :meth:`TensorDataModule.train_batches` for ``drop_last``."""
+        items = self._splits["train"]
+        n = len(items)
+        if n == 0:
+            raise HairlabError(f"{self.name}: the training split is empty")
+        full, rem = divmod(n, batch_size)
+        keep_tail = rem > 0 and (drop_last is False or (drop_last is None and rem > 1))
+        length = full + int(keep_tail)
+        dev = torch.device(device)
+
+        def make() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            order = torch.randperm(n, generator=generator)[: length * batch_size].tolist()
+            for xb, yb, errors in self._loader(items, batch_size, order, pin=dev.type == "cuda"):
+                _check(errors)
+                xb = crop_flip(xb.to(dev, non_blocking=True), padding=self.crop_padding, hflip=self.hflip,
+                               generator=generator)
+                yield self.normalizer(xb, memory_format), yb.to(dev, non_blocking=True)
+
+        return Batches(length, make)
+
+    def eval_batches(self, split: str, batch_size: int, *, device: Any, memory_format: Any = None) -> Batches:
+        if split not in ("val", "test"):
+            raise HairlabError(f"eval split must be 'val' or 'test', got {split!r}")
+        items = self._splits[split]
+        dev = torch.device(device)
+
+        def make() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            for xb, yb in self._raw(items, batch_size):
+                yield self.normalizer(xb.to(dev), memory_format), yb.to(dev)
+
+        return Batches(-(-len(items) // batch_size), make)
