@@ -59,14 +59,18 @@ def paper2012(**options: Any) -> Target:
     if mode == "faithful":
         notes += ("faithful: the appendix's rules (1 GFLOPS generic, depthwise counted as dense, "
                   "per-map locality, duplicated pools); see docs/paper-errata.md",)
-    try:
-        hw = {k: float(v) for k, v in hw.items()}
-        generic = float(generic)
-    except (TypeError, ValueError) as exc:
-        raise HairlabError(f"paper2012: hardware numbers must be numeric ({exc})") from None
+    hw = {k: _number(k, v) for k, v in hw.items()}
+    generic = _number("generic_flops", generic)
     return Target(
         name="paper2012", mode=mode,
         description=f"HairNet paper's 2012 accelerator ({mode})",
         generic_flops=generic, conventions=FAITHFUL if mode == "faithful" else CORRECTED,
         notes=notes, reference_table=str(APPENDIX), reference_total_s=APPENDIX_TOTAL_S, **hw, **common,
     )
+
+
+def _number(key: str, value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise HairlabError(f"hardware.{key} must be a positive number, got {value!r}") from None

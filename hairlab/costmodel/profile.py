@@ -1,0 +1,61 @@
+"""``task=profile``: no training, just what the model costs, logged like a training run's metrics.
+
+``hairlab run task=profile model=hairnet_imagenet`` logs ``model/params`` and, for every
+target in ``hw_targets`` plus the configured ``hardware`` (with its overrides), the
+``hw/<target>/*`` metrics, and writes each target's full report as JSON into the job directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def profile_job(cfg: Any, tracker: Any) -> dict[str, float]:
+    """Cost the configured model on the configured targets; returns the metrics logged."""
+    from hairlab.costmodel.api import target_defaults, target_from_config
+    from hairlab.costmodel.engine import estimate
+    from hairlab.costmodel.layers import extract_layers
+    from hairlab.costmodel.render import to_json
+    from hairlab.models import build_model, count_parameters, model_input_shape
+
+    shape = model_input_shape(cfg.model)
+    model = build_model(cfg.model)
+    name = str(cfg.model.get("name", "model"))
+    targets: dict[str, Any] = {str(t): None for t in cfg.get("hw_targets") or []}
+    if cfg.get("hardware") is not None:
+        targets[str(cfg.hardware.name)] = cfg.hardware  # the composed config, overrides included
+    tracker.log_params({"task": "profile", "model": name, "input_shape": list(shape),
+                        "hw_targets": ",".join(targets)})
+    metrics: dict[str, float] = {"model/params": float(count_parameters(model))}
+    out_dir = _output_dir()
+    traced: dict[tuple[int, ...], Any] = {}
+    for tname, node in targets.items():
+        target = target_from_config(node if node is not None else target_defaults(tname))
+        run_shape = tuple(target.input_size) if target.input_size else shape
+        if run_shape not in traced:
+            traced[run_shape] = extract_layers(model, run_shape)
+        report = estimate(traced[run_shape], target, model=name, input_shape=run_shape)
+        tot = report.totals
+        metrics.update({
+            f"hw/{tname}/latency_s": tot["latency_per_image_s"],
+            f"hw/{tname}/transfer_s": tot["transfer_s"] / target.batch_size,
+            f"hw/{tname}/compute_s": tot["compute_s"] / target.batch_size,
+            f"hw/{tname}/ops": tot["ops"] / target.batch_size,
+            f"hw/{tname}/params": tot["params"],
+        })
+        if out_dir is not None:
+            path = out_dir / f"hw_report_{tname}.json"
+            path.write_text(to_json(report))
+            tracker.log_artifact(path, "hw")
+    tracker.log_metrics(metrics, step=0)
+    return metrics
+
+
+def _output_dir() -> Path | None:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except Exception:  # noqa: BLE001 - called outside a Hydra job (tests): no artifacts
+        return None

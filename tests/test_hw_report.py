@@ -1,0 +1,164 @@
+"""`hairlab hw-report`, the host target, per-run latency metrics and task=profile."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_cli
+
+from hairlab.commands.hw_report import hw_report
+from hairlab.errors import HairlabError
+
+EXAMPLE = REPO / "plugins" / "examples" / "hairlab-example-plugin"
+
+
+def test_json_report_has_layers_and_totals(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    args = ["model=hairnet_cifar", "hardware=paper2012", "hardware.mode=corrected"]
+    hw_report(args, fmt="json", output=out)
+    data = json.loads(out.read_text())
+    assert {"latency_s", "transfer_s", "compute_s", "params", "ops"} <= set(data["totals"])
+    layers = data["layers"]
+    assert layers[0]["layer_name"] == "conv2D" and layers[-1]["layer_name"] == "SoftMax"
+    for key in ("in_map_MB", "out_map_MB", "param_MB", "ops", "in_map_loc", "out_map_loc", "param_loc",
+                "transfer_time_s", "compute_time_s", "total_time_s", "bound"):
+        assert key in layers[0]
+    total = sum(row["total_time_s"] for row in layers)
+    assert data["totals"]["latency_s"] == pytest.approx(total)
+    assert data["target"]["mode"] == "corrected" and data["input_shape"] == [3, 32, 32]
+
+
+def test_csv_and_markdown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hw_report(["model=hairnet_cifar", "hardware.batch_size=8", "hardware.overlap=true"], fmt="csv")
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert rows and {"layer_name", "total_time_s", "bound"} <= set(rows[0])
+    assert all(float(r["total_time_s"]) == pytest.approx(max(float(r["transfer_time_s"]),
+                                                              float(r["compute_time_s"]))) for r in rows)
+    md = tmp_path / "r.md"
+    hw_report(["model=hairnet_cifar"], fmt="markdown", output=md)
+    text = md.read_text()
+    assert "| layer_name |" in text.replace("| index | layer_name |", "| layer_name |")
+    assert "Where the time goes" in text
+
+
+def test_cli_compare_paper_and_roofline(tmp_path: Path) -> None:
+    png = tmp_path / "roof.png"
+    res = run_cli(["hw-report", "model=hairnet_imagenet", "hardware=paper2012", "hardware.mode=corrected",
+                   "--compare-paper", "--plot", str(png)], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    # --compare-paper compares the faithful mode, whatever mode was asked for.
+    assert "total: computed 0.177158 s, printed 0.177 s; 0 cell(s) differ in 66 rows" in res.stdout
+    assert "where the time goes" in res.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["hardware=nope"], "unknown hardware option 'nope'"),
+        (["hardware.mode=fast"], "hardware.mode='fast' is unknown"),
+        (["hardware.bus_bandwidth=fast"], "hardware.bus_bandwidth must be a positive number"),
+        (["hardware.bus_bandwith=1e9"], "bus_bandwith"),
+        (["model=hairnet_cifar", "hardware.input_size=[3,2,2]"], "cannot run on input"),
+    ],
+)
+def test_bad_overrides_give_one_line(args: list[str], fragment: str, tmp_path: Path) -> None:
+    res = run_cli(["hw-report", *args], cwd=tmp_path)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert fragment in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_compare_paper_needs_a_reference() -> None:
+    with pytest.raises(HairlabError, match="no printed reference"):
+        hw_report(["model=hairnet_cifar", "hardware=host", "hardware.calibration=auto"], compare_paper=True)
+
+
+def test_host_target_and_measure(tmp_path: Path) -> None:
+    out = tmp_path / "host.json"
+    hw_report(["model=hairnet_cifar", "hardware=host"], fmt="json", output=out, measure=True)
+    data = json.loads(out.read_text())
+    assert data["target"]["name"] == "host" and data["target"]["kind_rates"]["dwconv"] > 0
+    m = data["measurement"]
+    assert m["total_s"] > 0 and m["threads"] == 1 and m["clock"] == "thread CPU time"
+    measured = [row["measured_s"] for row in data["layers"]]
+    assert all(x is not None and x > 0 for x in measured)
+    row = data["layers"][0]
+    assert row["predicted_over_measured"] == pytest.approx(row["total_time_s"] / row["measured_s"])
+    # The calibration is cached: a second build reads it instead of measuring.
+    from hairlab.costmodel.calibrate import cache_dir, cached_only
+    from hairlab.plugin_manager import registry
+
+    assert list(cache_dir().glob("*.json"))
+    with cached_only():
+        assert registry("hardware").create("host").kind_rates == data["target"]["kind_rates"]
+
+
+def test_latency_metrics_is_cheap_and_skips_uncalibrated_host(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from hairlab.costmodel import latency_metrics
+    from hairlab.hydra_app import compose
+    from hairlab.models import build_model
+
+    monkeypatch.setenv("HAIRLAB_CACHE", str(tmp_path))  # no calibration cached here
+    model = build_model(compose(["model=hairnet_cifar"]).model)
+    metrics = latency_metrics(model, (3, 32, 32), ["paper2012", "host"])
+    keys = ("latency_s", "transfer_s", "compute_s", "ops", "params")
+    assert set(metrics) == {f"hw/paper2012/{k}" for k in keys}
+    assert metrics["hw/paper2012/params"] == sum(p.numel() for p in model.parameters())
+    assert model.training
+    with pytest.raises(HairlabError, match="unknown hardware entry 'nope'"):
+        latency_metrics(model, (3, 32, 32), ["nope"])
+
+
+def test_profile_job_logs_metrics(tmp_path: Path) -> None:
+    from hairlab.costmodel.profile import profile_job
+    from hairlab.hydra_app import compose
+    from hairlab.tracking.base import LocalTracker, read_metrics
+
+    cfg = compose(["task=profile", "model=hairnet_cifar", "tracking=local", "hardware.mode=corrected"])
+    tracker = LocalTracker(tmp_path)
+    metrics = profile_job(cfg, tracker)
+    tracker.close()
+    logged = read_metrics(tmp_path)[0]
+    assert logged["hw/paper2012/latency_s"] == pytest.approx(metrics["hw/paper2012/latency_s"])
+    assert logged["model/params"] > 0
+    # The composed hardware config (mode=corrected) is what gets reported for its name.
+    assert metrics["hw/paper2012/ops"] < 1e9
+
+
+def test_report_on_third_party_blocks() -> None:
+    """A model made of the example plugin's residual blocks: extraction, rows and costs."""
+    from hairlab.costmodel.engine import estimate
+    from hairlab.costmodel.layers import extract_layers
+    from hairlab.models import build_model
+    from hairlab.plugin_manager import registry, reset
+    from hairlab.registry import Entry
+
+    sys.path.insert(0, str(EXAMPLE))
+    try:
+        import hairlab_example
+
+        blocks = registry("blocks")
+        if "residual_dw" not in blocks:
+            blocks.add(Entry("residual_dw", hairlab_example.make_residual_dw, "test", plugin="example"))
+        cfg = {"name": "example_resnet", "input_shape": [3, 32, 32], "num_classes": 10,
+               "downsample": "stride",
+               "stages": [{"block": "conv_bn_relu", "width": 16, "downsample": False},
+                          {"block": "residual_dw", "width": 32, "repeat": 2}],
+               "head": {"name": "dense"}}
+        model = build_model(cfg)
+        layers = extract_layers(model, (3, 32, 32))
+        kinds = [layer.kind for layer in layers]
+        assert kinds.count("add") == 2 and "dense" in kinds and kinds.count("dwconv") == 2
+        report = estimate(layers, registry("hardware").create("paper2012", mode="corrected"))
+        assert report.rows[-1].kind == "softmax" and report.totals["latency_s"] > 0
+        assert report.totals["params"] == sum(p.numel() for p in model.parameters())
+    finally:
+        sys.path.remove(str(EXAMPLE))
+        sys.modules.pop("hairlab_example", None)
+        reset()
