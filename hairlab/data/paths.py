@@ -32,8 +32,13 @@ def data_root(root: str | os.PathLike[str] | None) -> tuple[Path, str]:
     ``chdir: false``, so that is where the command was started).
     """
     if root is not None and str(root) != "":
-        return Path(os.path.expandvars(str(root))).expanduser().absolute(), "dataset.root"
+        return _absolute(str(root)), "dataset.root"
     env = os.environ.get(ENV_DATA)
     if env:
-        return Path(os.path.expandvars(env)).expanduser().absolute(), f"${ENV_DATA}"
+        return _absolute(env), f"${ENV_DATA}"
     return cache_dir() / "data", "the default data directory"
+
+
+def _absolute(path: str) -> Path:
+    """``~`` and ``$VARS`` expanded, made absolute and normalized (``a/../b`` -> ``b``)."""
+    return Path(os.path.abspath(os.path.expanduser(os.path.expandvars(path))))
