@@ -44,9 +44,7 @@ def plot_roofline(report: Report, path: str | Path) -> Path:
         ax.scatter([r.intensity if math.isfinite(r.intensity) else edge for r in pts],
                    [r.ops / r.total_time_s for r in pts], marker=markers[i % len(markers)], label=kind,
                    alpha=0.75)
-    ax.axvline(edge, color="grey", ls=":", lw=0.8)
-    ax.text(edge, ax.get_ylim()[0] if ax.get_ylim()[0] > 0 else 1, " no bus traffic", rotation=90,
-            va="bottom", fontsize=8, color="grey")
+    ax.axvline(edge, color="grey", ls=":", lw=0.8, label="no bus traffic (drawn here)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (ops per byte over the bus)")
@@ -54,7 +52,7 @@ def plot_roofline(report: Report, path: str | Path) -> Path:
     bus = target.bus_bandwidth / 1e9
     ax.set_title(f"{report.model} on {target.name} ({target.mode}): bus {bus:.3g} GB/s")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -5,9 +5,11 @@ the cores' private (L2) caches, the "bus" is the measured bandwidth of a copy to
 cache, convolutions run at
 the measured convolution rate (depthwise ones at their own, much lower, measured rate), dense
 layers at the measured GEMM rate, everything else at the measured element-wise rate, and every
-layer pays the measured module-call overhead. Hardware prefetching overlaps memory traffic with
-compute, so ``overlap`` defaults to true. ``threads`` defaults to 1: on a shared machine,
-multi-threaded timings of small layers are dominated by waiting for a busy core.
+layer pays the measured module-call overhead. Transfer and compute are summed per layer
+(``overlap: false``): torch's CPU kernels do not hide streaming from L3/DRAM behind their
+arithmetic, and the sum predicted this machine better than the max (docs/hw-report.md).
+``threads`` defaults to 1: on a shared machine, multi-threaded timings of small layers are
+dominated by waiting for a busy core.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def host(**options: Any) -> Target:
                            "refresh")
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise HairlabError(f"hardware.threads must be a positive integer or null, got {threads!r}")
-    options.setdefault("overlap", True)
+    options.setdefault("overlap", False)
     common = common_options(options)
     rate_keys = ("internal_memory", "bus_bandwidth", "matrix_flops", "conv_flops", "pwconv_flops",
                  "dwconv_flops", "generic_flops", "layer_overhead_s")
