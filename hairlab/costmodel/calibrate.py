@@ -4,7 +4,8 @@ Micro-benchmarks, each the best of several timed repeats after a warm-up: matrix
 (a square GEMM, and the convolution kernels torch really uses: 3x3, 1x1 and depthwise, which
 on a CPU run at very different fractions of GEMM speed), generic-op throughput (inference
 BN, ReLU, max pool, element-wise add), memory bandwidth (a copy far larger than the
-last-level cache), and the fixed cost of calling a module (dispatch overhead). The cache
+last-level cache), and the fixed cost of calling a module of each kind on a tiny input
+(dispatch and kernel set-up, which dominates small layers; subtracted from the rates). The cache
 lives in ``$HAIRLAB_CACHE`` (or ``~/.cache/hairlab``), keyed by CPU model, thread count and
 torch version.
 """
@@ -23,7 +24,7 @@ from typing import Any
 from hairlab.errors import HairlabError
 
 ENV_CACHE = "HAIRLAB_CACHE"
-VERSION = 3
+VERSION = 4
 _allow_run = [True]
 
 
@@ -119,28 +120,45 @@ def measure(threads: int | None = None, quick: bool = False) -> dict[str, Any]:
     s = 28 if quick else 56
 
     clock = clock_for(threads)
+    fixed: dict[str, float] = {}
 
-    def rate(ops: float, fn: Callable[[], Any]) -> float:
-        return ops / _best_time(fn, reps, clock=clock)
+    def rate(ops: float, fn: Callable[[], Any], kind: str = "") -> float:
+        """ops / time, with the kind's fixed per-call cost taken out of the time."""
+        t = _best_time(fn, reps, clock=clock)
+        return ops / max(t - fixed.get(kind, 0.0), 0.1 * t)
 
     try:
         with torch.no_grad():
+            # Fixed cost per call of each kernel class: the module on a tiny (1x8x4x4) input.
+            tiny4 = torch.randn(1, 8, 4, 4)
+            probes = {
+                "conv": torch.nn.Conv2d(8, 8, 3, padding=1, bias=False),
+                "pwconv": torch.nn.Conv2d(8, 8, 1, bias=False),
+                "dwconv": torch.nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False),
+                "bn": torch.nn.BatchNorm2d(8).eval(),
+                "relu": torch.nn.ReLU(),
+                "maxpool": torch.nn.MaxPool2d(2),
+                "dense": torch.nn.Linear(8, 8),
+            }
+            for kind, probe in probes.items():
+                arg = torch.randn(1, 8) if kind == "dense" else tiny4
+                fixed[kind] = _best_time(lambda p=probe, v=arg: p(v), 10 if quick else 100, 5, clock)
             n = 256 if quick else 512
             a, b = torch.randn(n, n), torch.randn(n, n)
-            gemm = rate(2 * n**3, lambda: torch.mm(a, b))
+            gemm = rate(2 * n**3, lambda: torch.mm(a, b), "dense")
             x = torch.randn(1, 32, s, s)
             w3 = torch.randn(64, 32, 3, 3)
-            conv = rate(2 * 64 * 32 * 9 * s * s, lambda: F.conv2d(x, w3, padding=1))
+            conv = rate(2 * 64 * 32 * 9 * s * s, lambda: F.conv2d(x, w3, padding=1), "conv")
             xp = torch.randn(1, 128, s // 2, s // 2)
             w1 = torch.randn(128, 128, 1, 1)
-            pw = rate(2 * 128 * 128 * xp[0, 0].numel(), lambda: F.conv2d(xp, w1))
+            pw = rate(2 * 128 * 128 * xp[0, 0].numel(), lambda: F.conv2d(xp, w1), "pwconv")
             y = torch.randn(1, 64, s, s)
             wd = torch.randn(64, 1, 3, 3)
-            dw = rate(2 * 9 * y.numel(), lambda: F.conv2d(y, wd, padding=1, groups=64))
+            dw = rate(2 * 9 * y.numel(), lambda: F.conv2d(y, wd, padding=1, groups=64), "dwconv")
             mean, var, gamma, beta = torch.zeros(64), torch.ones(64), torch.ones(64), torch.zeros(64)
-            bn = rate(2 * y.numel(), lambda: F.batch_norm(y, mean, var, gamma, beta, False))
-            relu = rate(y.numel(), lambda: F.relu(y))
-            pool = rate(y.numel(), lambda: F.max_pool2d(y, 2))
+            bn = rate(2 * y.numel(), lambda: F.batch_norm(y, mean, var, gamma, beta, False), "bn")
+            relu = rate(y.numel(), lambda: F.relu(y), "relu")
+            pool = rate(y.numel(), lambda: F.max_pool2d(y, 2), "maxpool")
             generic = rate(y.numel(), lambda: torch.add(y, y))
             big = torch.empty((8 if quick else 48) * 2**20 // 4)
             dst = torch.empty_like(big)
@@ -155,7 +173,8 @@ def measure(threads: int | None = None, quick: bool = False) -> dict[str, Any]:
         "clock": "thread CPU time" if threads == 1 else "wall time",
         "gemm_flops": gemm, "conv_flops": conv, "pwconv_flops": pw, "dwconv_flops": dw, "bn_flops": bn,
         "relu_flops": relu, "pool_flops": pool, "generic_flops": generic,
-        "bandwidth": bandwidth, "layer_overhead_s": overhead, "caches": cache_sizes(),
+        "bandwidth": bandwidth, "layer_overhead_s": overhead, "kind_overhead_s": fixed,
+        "caches": cache_sizes(),
     }
 
 

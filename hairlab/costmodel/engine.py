@@ -89,6 +89,7 @@ class Report:
                        "bytes_per_element": t.bytes_per_element, "batch_size": t.batch_size,
                        "overlap": t.overlap, "double_buffer": t.buffered,
                        "layer_overhead_s": t.layer_overhead_s, "kind_rates": dict(t.kind_rates),
+                       "kind_overheads": dict(t.kind_overheads),
                        "notes": list(t.notes)},
             "layers": [self._row_dict(i) for i in range(len(self.rows))],
             "totals": dict(self.totals),
@@ -171,7 +172,7 @@ def estimate(layers: list[Layer], target: Target, *, model: str = "model",
         moved = (ins[i] if in_locs[i] == EXTERNAL else 0.0) + (outs[i] if out_locs[i] == EXTERNAL else 0.0)
         moved += param_bytes
         transfer = moved / target.bus_bandwidth
-        compute = ops / target.rate(layer.kind) + target.layer_overhead_s
+        compute = ops / target.rate(layer.kind) + target.overhead(layer.kind)
         total = max(transfer, compute) if target.overlap else transfer + compute
         rows.append(Row(
             index=i + 1, layer_name=layer.label, module=layer.name, kind=layer.kind,

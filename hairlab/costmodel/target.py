@@ -91,6 +91,8 @@ class Target:
     matrix_kinds: tuple[str, ...] = MATRIX_KINDS
     #: Per-kind rate overrides (ops/s), e.g. a CPU's depthwise convolutions.
     kind_rates: dict[str, float] = field(default_factory=dict)
+    #: Per-kind fixed cost per layer (s), replacing ``layer_overhead_s`` for that kind.
+    kind_overheads: dict[str, float] = field(default_factory=dict)
     #: ``(C, H, W)`` to use instead of the model's own input shape.
     input_size: tuple[int, int, int] | None = None
     mode: str = ""
@@ -134,6 +136,9 @@ class Target:
         if kind in self.kind_rates:
             return float(self.kind_rates[kind])
         return self.matrix_flops if kind in self.matrix_kinds else self.generic_flops
+
+    def overhead(self, kind: str) -> float:
+        return float(self.kind_overheads.get(kind, self.layer_overhead_s))
 
     def unit(self, kind: str) -> str:
         if kind in self.kind_rates:

@@ -74,7 +74,7 @@ def host(**options: Any) -> Target:
         matrix_flops=pick("matrix_flops", cal["gemm_flops"]),
         generic_flops=pick("generic_flops", cal["generic_flops"]),
         layer_overhead_s=pick("layer_overhead_s", cal["layer_overhead_s"]),
-        kind_rates=rates,
+        kind_rates=rates, kind_overheads=dict(cal.get("kind_overhead_s") or {}),
         conventions=HOST, threads=cal["threads"],
         notes=(f"calibration {cal.get('measured_at', '?')} (load average {cal.get('loadavg')}), "
                f"cache: {cal.get('cache_file', '-')}",),
