@@ -157,3 +157,16 @@ def test_bad_options_give_one_line_errors(options: dict, fragment: str) -> None:
 def test_model_that_cannot_run_on_the_input_size() -> None:
     with pytest.raises(HairlabError, match="cannot run on input"):
         extract_layers(nn.Sequential(nn.Conv2d(3, 4, 5), nn.Conv2d(4, 4, 5)), (3, 4, 4))
+
+
+def test_every_shipped_target_config_builds() -> None:
+    from hairlab.costmodel.api import target_defaults, target_from_config
+
+    layers = extract_layers(_tiny(), (3, 32, 32))
+    for name in ("paper2012", "h100_sxm"):
+        target = target_from_config(target_defaults(name))
+        assert target.name == name
+        report = estimate(layers, target)
+        assert report.totals["latency_s"] > 0
+    h100 = target_from_config(target_defaults("h100_sxm"))
+    assert h100.overlap and h100.bytes_per_element == 2 and h100.map_capacity == 25e6

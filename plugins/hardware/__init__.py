@@ -2,6 +2,7 @@
 
 ``paper2012``: the HairNet paper's 2012 accelerator, ``mode: faithful`` (reproduces the
 appendix) or ``corrected``. ``host``: this machine's CPU, calibrated with torch (cached).
+``h100_sxm``: a present-day GPU described from its datasheet.
 Factories import their modules lazily, so loading the plugin stays cheap.
 """
 
@@ -19,6 +20,12 @@ def _paper2012(**options: Any) -> Any:
     return paper2012(**options)
 
 
+def _h100_sxm(**options: Any) -> Any:
+    from hairlab_plugins.hardware.datasheet import datasheet
+
+    return datasheet("h100_sxm", **options)
+
+
 def _host(**options: Any) -> Any:
     from hairlab_plugins.hardware.host import host
 
@@ -34,4 +41,8 @@ def hairlab_hardware() -> list[Entry]:
         Entry("host", _host,
               "This machine's CPU: GEMM, element-wise and memory rates measured with torch, cached.\n"
               "Pair with `hw-report --measure` to see prediction error per layer."),
+        Entry("h100_sxm", _h100_sxm,
+              "NVIDIA H100 SXM5 from its datasheet: 3.35 TB/s HBM3, 50 MB L2, 989 TFLOPS BF16, "
+              "67 TFLOPS FP32.\n"
+              "Peak figures, not measured: a lower bound on real latency."),
     ]
