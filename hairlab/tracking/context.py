@@ -93,7 +93,8 @@ def run_name(overrides: list[str], swept_keys: list[str] | None = None, job_num:
     if swept_keys:
         swept = [o for o in relevant if override_key(o) in set(swept_keys)]
         relevant = swept or relevant
-    name = ",".join(relevant) or (f"job{job_num}" if job_num is not None else "run")
+    fallback = f"job{job_num}" if job_num is not None else "run"
+    name = ",".join(o.replace("\\", "") for o in relevant) or fallback
     return name if len(name) <= MAX_RUN_NAME else name[: MAX_RUN_NAME - 3] + "..."
 
 

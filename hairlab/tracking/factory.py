@@ -47,18 +47,20 @@ def open_mlflow_run(cfg: Any, settings: dict[str, Any], ctx: Any) -> Tracker:
     from hairlab.tracking.params import config_params
 
     sweep = SweepState.load(ctx.sweep_dir) if ctx.multirun and ctx.sweep_dir is not None else None
-    if sweep is not None:
-        uri, experiment_id = sweep.uri, sweep.experiment_id
-        client = store.client(uri)
-    else:
-        uri = store.resolve_uri(settings.get("uri"), ctx.base_dir)
-        client = store.client(uri)
-        experiment_id = store.ensure_experiment(client, store.experiment_name(cfg, ctx.choices), uri)
     swept = sweep.swept_keys if sweep else None
     name = settings.get("run_name") or run_name(ctx.overrides, swept, ctx.job_num)
     tags = job_tags(ctx, sweep)
+    uri = sweep.uri if sweep is not None else store.resolve_uri(settings.get("uri"), ctx.base_dir)
+    store.check_server(uri)
     try:
+        client = store.client(uri)
+        if sweep is not None:
+            experiment_id = sweep.experiment_id
+        else:
+            experiment_id = store.ensure_experiment(client, store.experiment_name(cfg, ctx.choices), uri)
         run = store.retrying(lambda: client.create_run(experiment_id, run_name=str(name), tags=tags))
+    except HairlabError:
+        raise
     except Exception as exc:
         raise HairlabError(
             f"cannot create an MLflow run in {uri}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]} "

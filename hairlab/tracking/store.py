@@ -28,8 +28,9 @@ ARTIFACT_DIR = "mlartifacts"
 #: Experiment used when neither ``tracking.experiment`` nor ``+experiment=NAME`` names one.
 DEFAULT_EXPERIMENT = "hairlab"
 
+#: Errors worth retrying here (MLflow's HTTP client already retries network errors itself).
 _TRANSIENT = ("database is locked", "database table is locked", "unable to open database",
-              "connection refused", "temporarily unavailable", "max retries exceeded")
+              "temporarily unavailable")
 
 
 def resolve_uri(uri: str | None = None, base_dir: str | Path | None = None) -> str:
@@ -69,6 +70,29 @@ def client(uri: str) -> Any:
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
+
+
+def check_server(uri: str, timeout: float = 10.0) -> None:
+    """Fail fast, in one line, when an HTTP tracking server does not answer.
+
+    MLflow's own client retries a refused connection for minutes before giving up.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
+            resp.read(64)
+    except urllib.error.HTTPError:
+        return  # it answered; auth or proxies are MLflow's business
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise HairlabError(
+            f"MLflow server {uri} is not reachable ({reason}); start it (`mlflow server ...`), "
+            "fix tracking.uri / $MLFLOW_TRACKING_URI, or use tracking=local"
+        ) from None
 
 
 def retrying(fn: Callable[[], T], *, attempts: int = 8, what: str = "MLflow call") -> T:

@@ -148,7 +148,8 @@ def rich_table(columns: Sequence[str], rows: Sequence[dict[str, Any]], title: st
     for c in columns:
         textual = c in ("run", "status", "note", "run_id")
         numeric = not textual and any(isinstance(r.get(c), float) for r in rows)
-        tbl.add_column(c, justify="right" if numeric else "left", overflow="fold")
+        justify = "right" if numeric else "left"
+        tbl.add_column(c, justify=justify, no_wrap=numeric or c == "status", overflow="fold")
     styles = {"FINISHED": "green", "FAILED": "red", "KILLED": "yellow", "RUNNING": "cyan"}
     for r in rows:
         status = str(r.get("status", ""))

@@ -95,6 +95,7 @@ class SweepCallback(Callback):
         base_dir = Path(str(runtime.get("cwd") or Path.cwd()))
         choices = OmegaConf.to_container(runtime.choices, resolve=True) if runtime.get("choices") else {}
         uri = store.resolve_uri(settings.get("uri"), base_dir)
+        store.check_server(uri)
         client = store.client(uri)
         name = store.experiment_name(config, choices)
         experiment_id = store.ensure_experiment(client, name, uri)

@@ -1,0 +1,153 @@
+"""``hairlab ui`` and ``hairlab compare``: look at what the tracking store holds."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from hairlab.errors import HairlabError
+
+
+def _store_uri(tracking_uri: str | None) -> str:
+    """The store to read, refusing to create an empty SQLite database by looking at it."""
+    from hairlab.tracking.store import resolve_uri, sqlite_path
+
+    uri = resolve_uri(tracking_uri)
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        raise HairlabError(
+            f"no tracking database at {db}; run `hairlab run ...` here first, or pass "
+            "--tracking-uri (or set $MLFLOW_TRACKING_URI) to point at your store"
+        )
+    return uri
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def ui_command(host: str, port: int, uri: str) -> list[str]:
+    """The ``mlflow server`` command line serving ``uri`` (artifacts beside a SQLite file)."""
+    from hairlab.tracking.store import ARTIFACT_DIR, sqlite_path
+
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+           "--host", host, "--port", str(port)]
+    db = sqlite_path(uri)
+    if db is not None:
+        cmd += ["--artifacts-destination", str(db.parent.resolve() / ARTIFACT_DIR)]
+    return cmd
+
+
+def ui(host: str = "127.0.0.1", port: int = 5000, tracking_uri: str | None = None) -> None:
+    """Start the MLflow UI on the configured store; Ctrl-C stops it."""
+    uri = _store_uri(tracking_uri)
+    if uri.startswith(("http://", "https://")):
+        typer.echo(f"The store is already an MLflow server: open {uri}")
+        return
+    if not _port_free(host, port):
+        raise HairlabError(f"port {port} on {host} is in use; pass --port N (e.g. --port {port + 1})")
+    cmd = ui_command(host, port, uri)
+    shown = "localhost" if host in ("127.0.0.1", "::1") else host
+    typer.echo(f"MLflow UI: http://{shown}:{port}  (store: {uri}; Ctrl-C stops it)")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo("note: bound beyond this machine; anyone who can reach it can read and change runs")
+    env = dict(os.environ)
+    env.pop("MLFLOW_RUN_ID", None)
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        return
+    if code:
+        raise HairlabError(f"the MLflow server exited with status {code} (command: {' '.join(cmd)})")
+
+
+def _pick_experiment(client: Any, name: str | None) -> Any:
+    experiments = client.search_experiments()
+    if name:
+        for exp in experiments:
+            if exp.name == name:
+                return exp
+        listed = ", ".join(sorted(e.name for e in experiments)) or "none"
+        raise HairlabError(f"no MLflow experiment named '{name}'; experiments in this store: {listed}")
+    candidates = [e for e in experiments if e.name != "Default"] or list(experiments)
+    if not candidates:
+        raise HairlabError("the store holds no experiments yet; run `hairlab run ...` first")
+    return max(candidates, key=lambda e: (e.last_update_time or 0, e.creation_time or 0))
+
+
+def compare(
+    experiment: str | None = None,
+    sort: str | None = None,
+    fmt: str = "table",
+    plot: Path | None = None,
+    tracking_uri: str | None = None,
+) -> None:
+    """Print a table of an experiment's runs (sweep parents left out)."""
+    from hairlab.tracking import store, summary
+    from hairlab.tracking.plots import CURVE_METRICS, overlay_curves
+
+    uri = _store_uri(tracking_uri)
+    client = store.client(uri)
+    exp = _pick_experiment(client, experiment)
+    runs = [r for r in summary.fetch_runs(client, [exp.experiment_id]) if not summary.is_parent(r)]
+    if not runs:
+        raise HairlabError(f"experiment '{exp.name}' has no runs yet")
+    if sort:
+        present = sorted({k for r in runs for k in r.data.metrics})
+        if sort not in present:
+            raise HairlabError(f"no run logged metric '{sort}'; metrics: {', '.join(present) or 'none'}")
+    preferred = _swept_params(client, runs)
+    columns, rows = summary.table(runs, sort=sort, preferred_params=preferred)
+    if fmt == "table":
+        from rich.console import Console
+
+        title = f"{exp.name}: {len(rows)} runs" + (f", best {sort} first" if sort else "")
+        # The run name repeats the key params; the table keeps the narrower of the two.
+        fixed = {"run", "status", "note", "run_id", *summary.key_metrics(runs)}
+        has_params = any(c not in fixed for c in columns)
+        shown = [c for c in columns if c != "run_id" and not (c == "run" and has_params)]
+        for row in rows:
+            row["note"] = str(row.get("note", ""))[:40]
+        Console().print(summary.rich_table(shown, rows, title=title))
+    else:
+        typer.echo(summary.render(columns, rows, fmt), nl=False)
+    if plot is not None:
+        curves = summary.histories(client, runs, CURVE_METRICS)
+        paths = overlay_curves(curves, plot)
+        if not paths:
+            raise HairlabError(f"no curves to plot: the runs logged none of {', '.join(CURVE_METRICS)}")
+        typer.echo(f"wrote {len(paths)} plot(s) to {plot}: {', '.join(p.name for p in paths)}", err=True)
+
+
+def _swept_params(client: Any, runs: list[Any]) -> list[str]:
+    """Parameter names of the keys the runs' sweeps varied, first in the table."""
+    keys: list[str] = []
+    parents = {r.data.tags.get("mlflow.parentRunId") for r in runs} - {None}
+    for parent_id in sorted(parents):
+        try:
+            parent = client.get_run(parent_id)
+        except Exception:  # noqa: BLE001 - a deleted parent only costs the column order
+            continue
+        for key in parent.data.tags.get("hairlab.swept_keys", "").split(","):
+            if key and key not in keys:
+                keys.append(key)
+    params = {k for r in runs for k in r.data.params}
+    return [k if k in params else f"{k}.name" for k in keys if k in params or f"{k}.name" in params]
