@@ -170,3 +170,28 @@ def test_every_shipped_target_config_builds() -> None:
         assert report.totals["latency_s"] > 0
     h100 = target_from_config(target_defaults("h100_sxm"))
     assert h100.overlap and h100.bytes_per_element == 2 and h100.map_capacity == 25e6
+
+
+def test_measure_matches_rows_to_calls_of_shared_modules() -> None:
+    from hairlab.costmodel.measure import attach, measure_model
+
+    class Shared(nn.Module):
+        """One ReLU module called twice, as residual blocks often do."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+            self.relu = nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.relu(self.conv2(self.relu(self.conv1(x))))
+
+    model = Shared()
+    target = registry("hardware").create("paper2012", mode="corrected")
+    report = estimate(extract_layers(model, (3, 16, 16)), target)
+    measurement = measure_model(model, (3, 16, 16), repeats=2, warmup=1, threads=1)
+    assert len(measurement.per_module_s["relu"]) == 2
+    measured = attach(report, measurement)
+    assert [r.kind for r in report.rows] == ["conv", "relu", "conv", "relu"]
+    assert all(m is not None and m > 0 for m in measured)
+    assert report.as_dict()["measurement"]["clock"] == "thread CPU time"

@@ -26,8 +26,9 @@ class Measurement:
     total_median_s: float
     #: Median wall time of the whole forward pass (includes time lost to other processes).
     wall_median_s: float
-    #: Best time per leaf module.
-    per_module_s: dict[str, float] = field(default_factory=dict)
+    #: Best time per leaf module, one entry per call within a forward pass (a module such as a
+    #: shared ReLU may run several times).
+    per_module_s: dict[str, list[float]] = field(default_factory=dict)
     clock: str = "wall time"
     repeats: int = 0
     threads: int = 0
@@ -59,20 +60,24 @@ def measure_model(model: Any, input_shape: tuple[int, int, int], *, batch_size: 
     clock = time.perf_counter if cuda else clock_for(n_threads)
     was_training = model.training
     x = torch.randn(batch_size, *input_shape, device=device)
-    starts: dict[str, float] = {}
-    samples: dict[str, list[float]] = {}
+    starts: dict[str, list[float]] = {}
+    calls: dict[str, int] = {}
+    samples: dict[tuple[str, int], list[float]] = {}
     handles = []
 
     def pre(name: str) -> Any:
         def hook(module: Any, args: Any) -> None:
             sync()
-            starts[name] = clock()
+            starts.setdefault(name, []).append(clock())
         return hook
 
     def post(name: str) -> Any:
         def hook(module: Any, args: Any, output: Any) -> None:
             sync()
-            samples.setdefault(name, []).append(clock() - starts[name])
+            elapsed = clock() - starts[name].pop()
+            index = calls.get(name, 0)
+            calls[name] = index + 1
+            samples.setdefault((name, index), []).append(elapsed)
         return hook
 
     try:
@@ -93,6 +98,7 @@ def measure_model(model: Any, input_shape: tuple[int, int, int], *, batch_size: 
                     handles.append(module.register_forward_pre_hook(pre(name)))
                     handles.append(module.register_forward_hook(post(name)))
             for _ in range(repeats):
+                calls.clear()
                 model(x)
     finally:
         for h in handles:
@@ -103,7 +109,9 @@ def measure_model(model: Any, input_shape: tuple[int, int, int], *, batch_size: 
         load = os.getloadavg()
     except OSError:
         load = None
-    per_module = {name: min(v) for name, v in samples.items()}
+    per_module: dict[str, list[float]] = {}
+    for (name, _call), values in sorted(samples.items()):
+        per_module.setdefault(name, []).append(min(values))
     return Measurement(min(totals), statistics.median(totals), statistics.median(walls), per_module,
                        "thread CPU time" if clock is time.thread_time else "wall time", repeats, n_threads,
                        batch_size, load, str(device))
@@ -112,11 +120,15 @@ def measure_model(model: Any, input_shape: tuple[int, int, int], *, batch_size: 
 def attach(report: Report, measurement: Measurement) -> list[float | None]:
     """Measured seconds for each report row (None for rows no module ran, e.g. duplicates)."""
     out: list[float | None] = []
+    seen: dict[str, int] = {}
     for sources in report.sources:
-        if not sources or any(s not in measurement.per_module_s for s in sources):
-            out.append(None)
-        else:
-            out.append(sum(measurement.per_module_s[s] for s in sources))
+        times = []
+        for s in sources:
+            k = seen.get(s, 0)
+            seen[s] = k + 1
+            per_call = measurement.per_module_s.get(s, [])
+            times.append(per_call[k] if k < len(per_call) else None)
+        out.append(sum(times) if times and None not in times else None)  # type: ignore[arg-type]
     report.measured = out
     report.measurement = measurement.facts()
     return out
