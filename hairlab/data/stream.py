@@ -98,6 +98,10 @@ class StreamDataModule:
             _check(errors)
             yield xb, yb
 
+    def note(self, **facts: Any) -> None:
+        """Add facts to :meth:`info`."""
+        self._extra.update(facts)
+
     # -- contract --------------------------------------------------------------------------
     def num_examples(self, split: str) -> int:
         return len(self._splits.get(split, ()))

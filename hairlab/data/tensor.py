@@ -164,6 +164,10 @@ class TensorDataModule:
             **self._extra,
         }
 
+    def note(self, **facts: Any) -> None:
+        """Add facts to :meth:`info` (e.g. the total load time, known only once built)."""
+        self._extra.update(facts)
+
     def tensors(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The raw uint8 images and labels of ``split`` (tests, reports)."""
         return self._splits[split]

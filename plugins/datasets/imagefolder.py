@@ -119,7 +119,7 @@ def build(*, num_classes: int = 1000, image_size: int = 224, root: Any = None, t
                           test=_labelled(tree, eval_dir, classes), size=image_size, classes=classes,
                           workers=workers, stats_images=stats_images, extra_info=extra,
                           **common)  # type: ignore[arg-type]
-    extra["load_s"] = round(time.perf_counter() - t0, 3)
+    dm.note(load_s=round(time.perf_counter() - t0, 3))
     return dm
 
 
@@ -132,11 +132,12 @@ def _check_classes(base: Path, classes: list[str], num_classes: int) -> None:
 def _in_memory(data: dict[str, Any], extra: dict[str, Any], t0: float, common: dict[str, Any]) -> Any:
     from hairlab.data.tensor import TensorDataModule
 
-    extra.update(cache_hit=data["cache_hit"], decode_s=data["decode_s"], order="fixed shuffle, seed 0",
-                 load_s=round(time.perf_counter() - t0, 3))
-    return TensorDataModule("imagefolder", train=(data["train_x"], data["train_y"]),
-                            test=(data["test_x"], data["test_y"]), classes=data["classes"],
-                            extra_info=extra, **common)
+    extra.update(cache_hit=data["cache_hit"], decode_s=data["decode_s"], order="fixed shuffle, seed 0")
+    dm = TensorDataModule("imagefolder", train=(data["train_x"], data["train_y"]),
+                          test=(data["test_x"], data["test_y"]), classes=data["classes"],
+                          extra_info=extra, **common)
+    dm.note(load_s=round(time.perf_counter() - t0, 3))
+    return dm
 
 
 def _tree_top(d: Path) -> Path:
