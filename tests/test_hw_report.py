@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, pip_install, run_cli
 
 from hairlab.commands.hw_report import hw_report
 from hairlab.errors import HairlabError
@@ -162,3 +162,17 @@ def test_report_on_third_party_blocks() -> None:
         sys.path.remove(str(EXAMPLE))
         sys.modules.pop("hairlab_example", None)
         reset()
+
+
+@pytest.mark.slow
+def test_cli_on_a_pip_installed_plugins_model(child_env: Path, tmp_path: Path) -> None:
+    """`hw-report model=example_resnet` where the model's blocks come from a real pip install."""
+    pip_install(child_env, EXAMPLE)
+    out = tmp_path / "r.json"
+    args = ["hw-report", "model=example_resnet", "hardware.mode=corrected", "-f", "json", "-o", str(out)]
+    res = run_cli(args, cwd=tmp_path, python=str(child_env))
+    assert res.returncode == 0, res.stderr
+    data = json.loads(out.read_text())
+    kinds = [row["kind"] for row in data["layers"]]
+    assert kinds.count("add") == 6 and "dense" in kinds and kinds[-1] == "softmax"
+    assert any(row["module"].startswith("body.stage2.block1.depthwise") for row in data["layers"])
