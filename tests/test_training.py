@@ -1,0 +1,215 @@
+"""The training engine through ``train_job``: metrics, determinism, resume, divergence, options."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import hairlab.costmodel
+from hairlab.errors import HairlabError
+from hairlab.tracking.base import LocalTracker, read_metrics
+from hairlab.training import checkpoint as ckpt
+from hairlab.training import job as job_module
+from hairlab.training.job import train_job
+
+TINY_MODEL = {
+    "name": "tiny", "input_shape": [3, 16, 16], "num_classes": 4, "batch_norm": True,
+    "block_defaults": {"batch_norm": "${..batch_norm}"}, "downsample": "max_pool",
+    "stages": [{"block": "conv_bn_relu", "width": 8}, {"block": "dw_separable", "width": 16},
+               {"block": "dw_separable", "width": "num_classes"}],
+    "head": {"name": "gap"},
+}
+SYNTH = {"name": "synthetic", "num_classes": 4, "image_size": 16, "num_train": 96, "num_test": 40,
+         "noise": 24.0, "crop_padding": 0, "hflip": False}
+TIMING = {"time", "time/epoch_s", "throughput/img_s"}
+
+
+def make_cfg(tmp: Path, **trainer: Any) -> Any:
+    base = {"epochs": 2, "batch_size": 32, "progress": False, "log_every": 2,
+            "checkpoint_dir": str(tmp / "ckpt")}
+    base.update(trainer)
+    return OmegaConf.create({"task": "train", "seed": 3, "hw_targets": [], "model": TINY_MODEL,
+                             "dataset": dict(SYNTH), "optimizer": {"name": "adam", "lr": 0.01},
+                             "trainer": base})
+
+
+def run(cfg: Any, directory: Path) -> tuple[dict, list[dict], LocalTracker]:
+    tracker = LocalTracker(directory)
+    try:
+        result = train_job(cfg, tracker)
+    finally:
+        tracker.close()
+    return result, read_metrics(directory), tracker
+
+
+def untimed(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+class TinyData:
+    """A minimal DataModule (the protocol only), with an optional NaN batch to force divergence."""
+
+    name, num_classes, input_shape = "tiny", 4, (3, 16, 16)
+
+    def __init__(self, nan_batch: int | None = None) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(64, 3, 16, 16, generator=g)
+        self.y = torch.randint(0, 4, (64,), generator=g)
+        self.nan_batch = nan_batch
+        self.served = 0
+
+    def info(self) -> dict[str, Any]:
+        return {"train_size": 64}
+
+    def num_examples(self, split: str) -> int:
+        return 64 if split in ("train", "test") else 0
+
+    def train_batches(self, batch_size: int, *, device: Any, generator: Any):
+        perm = torch.randperm(64, generator=generator)
+        out = []
+        for i in range(0, 64, batch_size):
+            x = self.x[perm[i:i + batch_size]].clone()
+            if self.nan_batch is not None and len(out) == self.nan_batch:
+                x[0, 0, 0, 0] = float("nan")
+            out.append((x.to(device), self.y[perm[i:i + batch_size]].to(device)))
+        return out
+
+    def eval_batches(self, split: str, batch_size: int, *, device: Any):
+        return [(self.x[i:i + batch_size].to(device), self.y[i:i + batch_size].to(device))
+                for i in range(0, 64, batch_size)]
+
+
+def test_train_job_logs_every_metric_and_checkpoints(tmp_path: Path) -> None:
+    result, rows, tracker = run(make_cfg(tmp_path), tmp_path / "run")
+    assert result["status"] == "finished" and result["epoch"] == 2 and result["step"] == 6
+    assert rows[0]["step"] == 0 and rows[0]["model/params"] == result["model/params"] > 0
+    epochs = [r for r in rows if "train/loss" in r]
+    assert [r["step"] for r in epochs] == [3, 6]
+    for name in ("train/loss", "train/acc", "val/loss", "val/acc", "lr", "throughput/img_s", "time/epoch_s"):
+        assert all(math.isfinite(r[name]) for r in epochs), name
+    assert epochs[1]["train/loss"] < epochs[0]["train/loss"]
+    assert "data.normalize_mean" in tracker.params or any(k.startswith("data.") for k in tracker.params)
+    state = torch.load(tmp_path / "ckpt" / "last.pt", weights_only=True)  # safe loading works
+    assert state["epoch"] == 2 and state["step"] == 6 and set(state["rng"]) >= {"torch", "data"}
+
+
+def test_same_config_and_seed_give_identical_metrics(tmp_path: Path) -> None:
+    _, a, _ = run(make_cfg(tmp_path / "a"), tmp_path / "a")
+    _, b, _ = run(make_cfg(tmp_path / "b"), tmp_path / "b")
+    assert untimed(a) == untimed(b)
+    cfg = make_cfg(tmp_path / "c")
+    cfg.seed = 4
+    _, c, _ = run(cfg, tmp_path / "c")
+    assert untimed(c) != untimed(a)
+
+
+def test_resume_after_a_kill_continues_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, full, _ = run(make_cfg(tmp_path / "full", epochs=3), tmp_path / "full")
+
+    real_save = ckpt.save
+
+    def save_then_die(path: Path, state: dict) -> Path:
+        real_save(path, state)
+        raise KeyboardInterrupt  # killed right after the first epoch's checkpoint
+    monkeypatch.setattr(ckpt, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(make_cfg(tmp_path / "killed", epochs=3), tmp_path / "killed")
+    monkeypatch.setattr(ckpt, "save", real_save)
+    assert torch.load(tmp_path / "killed" / "ckpt" / "last.pt", weights_only=True)["epoch"] == 1
+
+    resumed_cfg = make_cfg(tmp_path / "resumed", epochs=3, resume=str(tmp_path / "killed" / "ckpt"))
+    result, resumed, tracker = run(resumed_cfg, tmp_path / "resumed")
+    assert result["epoch"] == 3 and tracker.tags["resumed_from"].endswith("last.pt")
+    # the resumed record holds the whole curve, and it is the uninterrupted run's curve
+    assert untimed(resumed) == untimed(full)
+
+
+def test_resume_auto_and_bad_checkpoints(tmp_path: Path) -> None:
+    run(make_cfg(tmp_path, epochs=1), tmp_path / "one")
+    result, rows, _ = run(make_cfg(tmp_path, epochs=2, resume="auto"), tmp_path / "two")
+    assert result["epoch"] == 2 and [r["step"] for r in rows if "train/loss" in r] == [3, 6]
+    with pytest.raises(HairlabError, match="no checkpoint there"):
+        run(make_cfg(tmp_path, resume=str(tmp_path / "missing")), tmp_path / "x")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(HairlabError, match="cannot be read"):
+        run(make_cfg(tmp_path, resume=str(bad)), tmp_path / "y")
+    other = make_cfg(tmp_path, epochs=2, resume=str(tmp_path / "ckpt"))
+    other.model.stages[1].width = 24
+    with pytest.raises(HairlabError, match="does not fit"):
+        run(other, tmp_path / "z")
+
+
+def test_nonfinite_loss_ends_the_run_as_diverged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(job_module, "build_data", lambda cfg: TinyData(nan_batch=2))
+    result, rows, tracker = run(make_cfg(tmp_path, epochs=3, batch_size=16, log_every=3), tmp_path / "run")
+    assert result["status"] == "diverged"
+    assert result["diverged_step"] == 3  # the third optimizer step saw the NaN batch
+    assert math.isfinite(result["last_finite_loss"])
+    assert tracker.tags["diverged"] == "true" and tracker.tags["diverged_step"] == "3"
+    assert not [r for r in rows if "train/loss" in r]  # no epoch finished
+
+
+def test_max_steps_spans_epochs(tmp_path: Path) -> None:
+    result, rows, _ = run(make_cfg(tmp_path, epochs=5, max_steps=4), tmp_path / "run")
+    assert result["step"] == 4 and result["epoch"] == 2
+    assert [r["step"] for r in rows if "train/loss" in r] == [3, 4]
+
+
+def test_options_schedules_smoothing_flip_and_val_split(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path, schedule="onecycle", label_smoothing=0.1, tta_flip=True, warmup=2,
+                   threads=1, channels_last=False)
+    cfg.dataset.val_size = 16
+    result, rows, _ = run(cfg, tmp_path / "run")
+    epochs = [r for r in rows if "train/loss" in r]
+    assert epochs[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # one-cycle ends at min_lr_ratio=0
+    assert "test/acc" in result and any("test/acc" in r for r in rows)
+    assert torch.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("epochs", "many", r"trainer\.epochs='many' is not a valid int"),
+    ("schedule", "step", "constant, warmup, cosine, onecycle"),
+    ("eval_split", "train", "eval_split"),
+    ("device", "tpu", "trainer.device"),
+    ("amp", "maybe", "trainer.amp"),
+    ("lr_decay", 0.1, r"trainer\.lr_decay is not a trainer option"),
+])
+def test_bad_trainer_options(tmp_path: Path, key: str, value: Any, match: str) -> None:
+    cfg = make_cfg(tmp_path)
+    OmegaConf.update(cfg, f"trainer.{key}", value, force_add=True)
+    with pytest.raises(HairlabError, match=match):
+        run(cfg, tmp_path / "run")
+
+
+def test_hardware_latency_is_logged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = {}
+
+    def fake(model: Any, input_shape: tuple, targets: list) -> dict:
+        seen.update(shape=input_shape, targets=targets, training=model.training)
+        return {f"hw/{t}/latency_s": 0.5 for t in targets}
+    monkeypatch.setattr(hairlab.costmodel, "latency_metrics", fake, raising=False)
+    cfg = make_cfg(tmp_path, epochs=1)
+    cfg.hw_targets = ["paper2012"]
+    _, rows, _ = run(cfg, tmp_path / "run")
+    assert rows[0]["hw/paper2012/latency_s"] == 0.5
+    assert seen["shape"] == (3, 16, 16) and seen["targets"] == ["paper2012"]
+
+
+def test_hairlab_run_cli(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    out = tmp_path / "job"
+    proc = run_cli(["run", "model=hairnet_cifar", "dataset=synthetic", "dataset.num_train=64",
+                    "dataset.num_test=32", "trainer.batch_size=32", "trainer.epochs=1", "tracking=local",
+                    "hw_targets=[]", f"hydra.run.dir={out}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = read_metrics(out)
+    assert any("val/acc" in r for r in rows) and (out / "checkpoints" / "last.pt").is_file()
+    assert json.loads((out / "tags.json").read_text())["status"] == "FINISHED"
