@@ -8,7 +8,6 @@ printed one, i.e. lies within half a unit of the last printed digit.
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +38,6 @@ def load_reference(path: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def _column(name: str) -> str:
-    """Reference CSV column for a report column (the CSV says ``in_map_MB`` too)."""
-    return name
-
-
 def mismatches(report: Report, reference: list[dict[str, str]]) -> list[str]:
     """Every cell (and the row count) where the report departs from the reference."""
     problems = []
@@ -52,7 +46,7 @@ def mismatches(report: Report, reference: list[dict[str, str]]) -> list[str]:
     for row, ref in zip(report.rows, reference, strict=False):
         data = row.as_dict()
         for col in APPENDIX_COLUMNS:
-            want = ref.get(_column(col))
+            want = ref.get(col)
             if want is None:
                 continue
             got = data[col]
@@ -83,9 +77,3 @@ def side_by_side(report: Report, reference: list[dict[str, str]]) -> list[dict[s
 def total_matches(report: Report, printed: str) -> bool:
     return matches_printed(report.totals["latency_s"], printed)
 
-
-def significant(value: float, digits: int = 4) -> str:
-    """Compact display of a float."""
-    if value == 0 or not math.isfinite(value):
-        return str(value if math.isfinite(value) else "inf")
-    return f"{value:.{digits}g}"

@@ -109,7 +109,7 @@ def classify(name: str, module: Any, xs: list[tuple[int, ...]], ys: list[tuple[i
     cls = type(module).__name__
     if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         return _conv_layer(name, module, x_shape, y_shape)
-    if cls in _FREE or (in_elems == out_elems and params == 0 and cls in ("Unflatten",)):
+    if cls in _FREE:
         return None
     layer = Layer(name, "other", in_elems, out_elems, params, 0, x_shape, y_shape)
     if isinstance(module, nn.Linear):
@@ -224,9 +224,7 @@ def extract_layers(model: Any, input_shape: tuple[int, ...]) -> list[Layer]:
             return result
 
     for name, module in model.named_modules():
-        if (next(module.children(), None) is None and module is not model) or (
-            module is model and next(module.children(), None) is None
-        ):
+        if next(module.children(), None) is None:  # a leaf (or a model that is a single module)
             handles.append(module.register_forward_pre_hook(pre_hook))
             handles.append(module.register_forward_hook(make_hook(name or type(module).__name__)))
     was_training = model.training
