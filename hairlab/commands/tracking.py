@@ -90,7 +90,12 @@ def _pick_experiment(client: Any, name: str | None) -> Any:
     candidates = [e for e in experiments if e.name != "Default"] or list(experiments)
     if not candidates:
         raise HairlabError("the store holds no experiments yet; run `hairlab run ...` first")
-    return max(candidates, key=lambda e: (e.last_update_time or 0, e.creation_time or 0))
+
+    def latest_run(exp: Any) -> int:
+        page = client.search_runs([exp.experiment_id], max_results=1, order_by=["attributes.start_time DESC"])
+        return page[0].info.start_time if page else 0
+
+    return max(candidates, key=lambda e: (latest_run(e), e.creation_time or 0))
 
 
 def compare(

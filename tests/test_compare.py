@@ -1,0 +1,133 @@
+"""``hairlab compare`` over a real SQLite store filled the way a sweep fills it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from hairlab.cli import app
+from hairlab.errors import HairlabError
+
+RUNS = {  # name -> (optimizer, lr, final val/acc, status, diverged)
+    "optimizer=adam,optimizer.lr=0.001": ("adam", 0.001, 0.61, "FINISHED", False),
+    "optimizer=sgd,optimizer.lr=0.1": ("sgd", 0.1, 0.68, "FINISHED", False),
+    "optimizer=sgd,optimizer.lr=10": ("sgd", 10.0, None, "FINISHED", True),
+    "optimizer=adam,optimizer.lr=0.01": ("adam", 0.01, None, "FAILED", False),
+}
+
+
+@pytest.fixture(scope="module")
+def store_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from hairlab.tracking import store
+    from hairlab.tracking.mlflow_tracker import MLflowTracker
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('cmp') / 'mlflow.db'}"
+    client = store.client(uri)
+    # an older experiment, so that "the newest" is a real choice
+    client.create_run(store.ensure_experiment(client, "older", uri), run_name="x")
+    exp = store.ensure_experiment(client, "adam_vs_sgd", uri)
+    parent = client.create_run(exp, run_name="sweep", tags={
+        "hairlab.sweep_parent": "true", "hairlab.swept_keys": "optimizer,optimizer.lr"})
+    for name, (opt, lr, acc, status, diverged) in RUNS.items():
+        run = client.create_run(exp, run_name=name, tags={"mlflow.parentRunId": parent.info.run_id})
+        t = MLflowTracker(client, run.info.run_id, plots=False)
+        t.log_params({"optimizer.name": opt, "optimizer.lr": lr, "seed": 0, "trainer.epochs": 2})
+        for step in (1, 2):
+            t.log_metrics({"train/loss": 2.0 / step, "train/acc": 0.3 * step}, step=step)
+            if acc is not None:
+                t.log_metrics({"val/acc": acc * step / 2, "val/loss": 1.5 / step}, step=step)
+        t.log_metrics({"hw/paper2012/latency_s": 0.01, "model/params": 5000.0}, step=0)
+        if diverged:
+            t.set_tags({"diverged": "true", "diverged_step": "7"})
+        if status == "FAILED":
+            t.set_tags({"hairlab.error": "ValueError: boom"})
+        t.close(status)
+    client.set_terminated(parent.info.run_id)
+    return uri
+
+
+def compare(uri: str, *args: str) -> Any:
+    return CliRunner().invoke(app, ["compare", "adam_vs_sgd", "--tracking-uri", uri, *args],
+                              env={"COLUMNS": "200"})
+
+
+def test_json_has_key_params_final_metrics_and_status(store_uri: str) -> None:
+    res = compare(store_uri, "--format", "json")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    assert [r["run"] for r in rows] == list(RUNS)  # oldest first; the parent is left out
+    row = rows[1]
+    assert row["optimizer.name"] == "sgd" and row["optimizer.lr"] == "0.1"
+    assert row["val/acc"] == pytest.approx(0.68) and row["hw/paper2012/latency_s"] == pytest.approx(0.01)
+    assert "seed" not in row and "trainer.epochs" not in row  # the same in every run
+    assert [r["status"] for r in rows] == ["FINISHED", "FINISHED", "DIVERGED@7", "FAILED"]
+    assert rows[3]["note"] == "ValueError: boom"
+
+
+def test_sort_puts_the_best_first(store_uri: str) -> None:
+    res = compare(store_uri, "--format", "csv", "--sort", "val/acc")
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(io.StringIO(res.output)))
+    best = ["optimizer=sgd,optimizer.lr=0.1", "optimizer=adam,optimizer.lr=0.001"]
+    assert [r["run"] for r in rows][:2] == best
+    assert rows[2]["val/acc"] == "" and rows[3]["val/acc"] == ""  # runs without the metric go last
+    res = compare(store_uri, "--format", "csv", "--sort", "val/loss")
+    losses = [r["val/loss"] for r in csv.DictReader(io.StringIO(res.output))]
+    assert losses[:2] == ["0.75", "0.75"]
+
+
+def test_markdown_and_table(store_uri: str) -> None:
+    md = compare(store_uri, "--format", "markdown")
+    assert md.exit_code == 0
+    lines = md.output.splitlines()
+    assert lines[0].startswith("| run | status | optimizer.name | optimizer.lr |")
+    assert len(lines) == 2 + len(RUNS)
+    table = compare(store_uri)
+    assert table.exit_code == 0 and "adam_vs_sgd: 4 runs" in table.output and "DIVERGED@7" in table.output
+
+
+def test_plot_writes_one_png_per_metric(store_uri: str, tmp_path: Path) -> None:
+    res = compare(store_uri, "--plot", str(tmp_path / "plots"), "--format", "csv")
+    assert res.exit_code == 0, res.output
+    names = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
+    assert names == ["train_acc.png", "train_loss.png", "val_acc.png", "val_loss.png"]
+    assert all(p.stat().st_size > 5000 for p in (tmp_path / "plots").glob("*.png"))
+
+
+def test_default_experiment_is_the_newest(store_uri: str) -> None:
+    res = CliRunner().invoke(app, ["compare", "--tracking-uri", store_uri, "-f", "json"])
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(res.output)) == len(RUNS)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["compare", "nope"], "no MLflow experiment named 'nope'; experiments in this store:"),
+    (["compare", "adam_vs_sgd", "--sort", "val/accc"], "no run logged metric 'val/accc'; metrics:"),
+])
+def test_errors_name_the_fix(store_uri: str, args: list[str], message: str) -> None:
+    res = CliRunner().invoke(app, [*args, "--tracking-uri", store_uri])
+    assert isinstance(res.exception, HairlabError) and message in str(res.exception)
+
+
+def test_missing_store_is_not_created(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["compare"])
+    assert isinstance(res.exception, HairlabError) and "no tracking database" in str(res.exception)
+    assert not (tmp_path / "mlflow.db").exists()
+    res = CliRunner().invoke(app, ["ui"])
+    assert isinstance(res.exception, HairlabError) and "no tracking database" in str(res.exception)
+
+
+def test_ui_command_line(tmp_path: Path) -> None:
+    from hairlab.commands.tracking import ui_command
+
+    cmd = ui_command("127.0.0.1", 5123, f"sqlite:///{tmp_path}/mlflow.db")
+    assert cmd[1:4] == ["-m", "mlflow", "server"]
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--port") + 1] == "5123"
+    assert cmd[cmd.index("--artifacts-destination") + 1] == str(tmp_path / "mlartifacts")
