@@ -195,3 +195,15 @@ def test_synthetic_config_builds_through_hydra_config(tmp_path) -> None:
     dm = registry("datasets").create(cfg.dataset.name, **options)
     assert (dm.num_examples("train"), dm.num_examples("val")) == (64, 16)
     assert dm.num_classes == cfg.dataset.num_classes
+
+
+def test_large_images_take_the_slicing_path_with_identical_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hairlab.data.augment as augment
+
+    x = torch.randint(0, 256, (12, 3, 9, 7), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    for padding, hflip in ((3, True), (0, True), (2, False)):
+        gathered = crop_flip(x, padding=padding, hflip=hflip, generator=torch.Generator().manual_seed(5))
+        monkeypatch.setattr(augment, "GATHER_MAX_PIXELS", 0)
+        sliced = crop_flip(x, padding=padding, hflip=hflip, generator=torch.Generator().manual_seed(5))
+        monkeypatch.undo()
+        assert torch.equal(gathered, sliced), (padding, hflip)

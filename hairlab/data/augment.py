@@ -14,29 +14,39 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+#: Above this many pixels per image, crops are copied image by image: a flat gather index
+#: (8 bytes per output pixel) would cost more than the copies themselves.
+GATHER_MAX_PIXELS = 64 * 64
+
 
 def crop_flip(x: torch.Tensor, *, padding: int, hflip: bool, generator: torch.Generator) -> torch.Tensor:
     """Random crop (after zero padding by ``padding`` pixels) and random horizontal flip.
 
     ``x`` is a uint8 batch ``(B, C, H, W)``; the result has the same shape. Each example gets
     its own offsets and flip, drawn from ``generator`` on the CPU in the order
-    (row offsets, column offsets, flips). Crop and flip are one ``gather`` over each padded
-    image's flattened pixels, about 3x faster than 4-D advanced indexing here.
+    (row offsets, column offsets, flips), so both code paths below give identical results.
+    Small images take one ``gather`` over each padded image's flattened pixels (about 3x
+    faster than 4-D advanced indexing); large ones are sliced image by image.
     """
     if padding <= 0 and not hflip:
         return x
     b, c, h, w = x.shape
-    rows = torch.arange(h).view(1, h, 1)
-    cols = torch.arange(w).view(1, 1, w)
-    if padding > 0:
-        x = F.pad(x, (padding, padding, padding, padding))
-        rows = rows + torch.randint(0, 2 * padding + 1, (b, 1, 1), generator=generator)
-        cols = cols + torch.randint(0, 2 * padding + 1, (b, 1, 1), generator=generator)
-    if hflip:
-        flip = torch.rand(b, 1, 1, generator=generator) < 0.5
-        cols = torch.where(flip, cols.flip(-1), cols)
-    width = w + 2 * max(padding, 0)
-    index = (rows * width + cols).view(-1, 1, h * w).expand(b, c, h * w).to(x.device)
+    p = max(padding, 0)
+    oy = torch.randint(0, 2 * p + 1, (b,), generator=generator) if p else torch.zeros(b, dtype=torch.long)
+    ox = torch.randint(0, 2 * p + 1, (b,), generator=generator) if p else torch.zeros(b, dtype=torch.long)
+    flip = torch.rand(b, generator=generator) < 0.5 if hflip else torch.zeros(b, dtype=torch.bool)
+    if p:
+        x = F.pad(x, (p, p, p, p))
+    if h * w > GATHER_MAX_PIXELS:
+        out = torch.empty((b, c, h, w), dtype=x.dtype, device=x.device)
+        for i, (r, s, f) in enumerate(zip(oy.tolist(), ox.tolist(), flip.tolist(), strict=True)):
+            img = x[i, :, r:r + h, s:s + w]
+            out[i] = img.flip(-1) if f else img
+        return out
+    rows = torch.arange(h).view(1, h, 1) + oy.view(b, 1, 1)
+    cols = torch.arange(w).view(1, 1, w) + ox.view(b, 1, 1)
+    cols = torch.where(flip.view(b, 1, 1), cols.flip(-1), cols)
+    index = (rows * (w + 2 * p) + cols).view(-1, 1, h * w).expand(b, c, h * w).to(x.device)
     return x.reshape(b, c, -1).gather(2, index).view(b, c, h, w)
 
 
@@ -65,10 +75,10 @@ class Normalizer:
     def __call__(self, x: torch.Tensor, memory_format: Any = None) -> torch.Tensor:
         """A float32 batch from a uint8 batch, optionally in ``memory_format``."""
         scale, shift = self._consts(x.device)
-        if memory_format is not None:
-            x = x.contiguous(memory_format=memory_format)
-        out = x.to(torch.float32)
-        return out.mul_(scale).sub_(shift)
+        out = x.to(torch.float32).mul_(scale).sub_(shift)
+        # Layout last: converting the float result is 2-3x faster here than converting the
+        # uint8 input first or copying into a channels_last buffer (measured, min of 15).
+        return out if memory_format is None else out.contiguous(memory_format=memory_format)
 
 
 def channel_stats(x: torch.Tensor) -> tuple[list[float], list[float]]:
