@@ -204,6 +204,8 @@ def calibration(threads: int | None = None, *, refresh: bool = False) -> dict[st
             f"no cached calibration for this CPU ({path}); run `hairlab hw-report hardware=host` once")
     data = measure(threads)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1))
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)  # atomic: parallel jobs never read half a file
     data["cache_file"] = str(path)
     return data
