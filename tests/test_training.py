@@ -213,3 +213,11 @@ def test_hairlab_run_cli(tmp_path: Path) -> None:
     rows = read_metrics(out)
     assert any("val/acc" in r for r in rows) and (out / "checkpoints" / "last.pt").is_file()
     assert json.loads((out / "tags.json").read_text())["status"] == "FINISHED"
+
+
+def test_real_cost_model_metrics_are_logged(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path, epochs=1, max_steps=1)
+    cfg.hw_targets = ["paper2012"]
+    _, rows, _ = run(cfg, tmp_path / "run")
+    assert rows[0]["hw/paper2012/latency_s"] > 0
+    assert rows[0]["hw/paper2012/params"] == rows[0]["model/params"]

@@ -83,10 +83,8 @@ def hardware_metrics(model: Any, input_shape: tuple[int, ...], targets: list[str
     """Predicted latency per hardware target (``hw/<target>/latency_s``) from the cost model."""
     if not targets:
         return {}
-    try:
-        from hairlab.costmodel import latency_metrics
-    except ImportError:  # the cost model is not installed in this build
-        return {}
+    from hairlab.costmodel import latency_metrics
+
     was_training = model.training
     try:
         return {k: float(v) for k, v in latency_metrics(model, tuple(input_shape), list(targets)).items()}
