@@ -30,6 +30,8 @@ MAX_METRICS_PER_BATCH = 1000
 MAX_TAGS_PER_BATCH = 100
 MAX_TAG_LENGTH = 8000
 #: Hydra's per-job files uploaded at close, when present.
+#: Data-info parameters (from ``DataModule.info()``) that identify the data, mirrored as a tag.
+CHECKSUM_SUFFIXES = ("checksum", "sha256", "md5")
 HYDRA_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")
 
 
@@ -83,6 +85,9 @@ class MLflowTracker:
                 if sent is None:
                     self._params[key] = text
                     self._params_sent[key] = text
+                if key.startswith("data.") and key.endswith(CHECKSUM_SUFFIXES) and text:
+                    # The data's identity is searchable as a tag too (tags.hairlab.data_checksum).
+                    self._tags["hairlab.data_checksum"] = text
         self._wake.set()
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 
 #: Final metrics shown when present, in this order; ``hw/<target>/latency_s`` follow.
 KEY_METRICS = (
-    "val/acc", "val/loss", "train/acc", "train/loss", "throughput/img_s", "time/epoch_s", "model/params",
+    "val/acc", "val/loss", "test/acc", "test/loss", "train/acc", "train/loss", "throughput/img_s",
+    "time/epoch_s", "model/params",
 )
 #: Metrics where a larger value is better (``--sort`` puts the best first).
 HIGHER_IS_BETTER = ("acc", "throughput", "img_s")
@@ -57,7 +58,11 @@ def run_label(run: Any, runs: Sequence[Any]) -> str:
 
 
 def key_params(runs: Sequence[Any], preferred: Sequence[str] = ()) -> list[str]:
-    """Parameters whose values differ between the runs (the ones being compared)."""
+    """Parameters whose values differ between the runs (the ones being compared).
+
+    ``preferred`` (the sweep's own keys) come first. Other parameters only some runs have
+    (Adam's betas beside SGD's momentum) are left out: the optimizer's name says it.
+    """
     keys: list[str] = []
     for run in runs:
         keys.extend(k for k in run.data.params if k not in keys)
@@ -65,7 +70,8 @@ def key_params(runs: Sequence[Any], preferred: Sequence[str] = ()) -> list[str]:
         k for k in sorted(keys)
         if len({r.data.params.get(k) for r in runs}) > 1 and k not in _NOISE_PARAMS
     ]
-    ordered = [k for k in preferred if k in varying] + [k for k in varying if k not in preferred]
+    everywhere = [k for k in varying if all(k in r.data.params for r in runs)]
+    ordered = [k for k in preferred if k in varying] + [k for k in everywhere if k not in preferred]
     return ordered[:MAX_PARAM_COLUMNS]
 
 
@@ -116,9 +122,11 @@ def fmt_cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
         if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
             return f"{value:.4g}"
-        return f"{value:.4f}".rstrip("0").rstrip(".") if value != int(value) else str(int(value))
+        return f"{value:.4f}".rstrip("0").rstrip(".")
     return str(value)
 
 
