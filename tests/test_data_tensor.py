@@ -179,7 +179,7 @@ def test_synthetic_classes_are_separable() -> None:
 
 def test_synthetic_rejects_unknown_and_bad_options() -> None:
     make = registry("datasets").get("synthetic").factory
-    with pytest.raises(HairlabError, match=r"no option.*colour"):
+    with pytest.raises(HairlabError, match=r"dataset\.colour is not an option"):
         make(colour=True)
     with pytest.raises(HairlabError, match="image_size"):
         make(image_size=0)
@@ -207,3 +207,11 @@ def test_large_images_take_the_slicing_path_with_identical_results(monkeypatch: 
         sliced = crop_flip(x, padding=padding, hflip=hflip, generator=torch.Generator().manual_seed(5))
         monkeypatch.undo()
         assert torch.equal(gathered, sliced), (padding, hflip)
+
+
+@pytest.mark.parametrize(("key", "value"), [("train_size", "abc"), ("hflip", "yes"), ("noise", "loud"),
+                                            ("mean", 0.5), ("val_size", "some")])
+def test_option_types_are_checked_naming_the_key(key: str, value: object) -> None:
+    with pytest.raises(HairlabError, match=rf"dataset\.{key}=") as err:
+        registry("datasets").create("synthetic", **{key: value})
+    assert "\n" not in str(err.value)

@@ -7,28 +7,38 @@ to the factory as keyword arguments.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
+import typing
 from collections.abc import Callable
 from typing import Any
 
 from hairlab import hookimpl
-from hairlab.errors import HairlabError
 from hairlab.registry import Entry
 
 
+def _schema(name: str, build: Callable[..., Any]) -> type:
+    """A dataclass of ``build``'s keyword options, for hairlab's option checker."""
+    hints = typing.get_type_hints(build)
+    fields = [(p.name, hints.get(p.name, Any), dataclasses.field(default=p.default))
+              for p in inspect.signature(build).parameters.values()]
+    return dataclasses.make_dataclass(f"{name}_options", fields)
+
+
 def _factory(name: str) -> Callable[..., Any]:
-    """A factory that imports ``hairlab_plugins.datasets.<name>`` only when called."""
+    """A factory that imports ``hairlab_plugins.datasets.<name>`` only when called.
+
+    Options are checked against the module's ``build`` signature first, so
+    ``dataset.workers=abc`` or a misspelt key is one line naming the key and the fix.
+    """
 
     def factory(**options: Any) -> Any:
+        from hairlab.models.options import validate_options
+
         build = importlib.import_module(f"{__name__}.{name}").build
-        valid = [p for p in inspect.signature(build).parameters if p != "self"]
-        unknown = sorted(set(options) - set(valid))
-        if unknown:
-            raise HairlabError(
-                f"dataset '{name}' has no option(s) {', '.join(unknown)}; valid: {', '.join(valid)}"
-            )
-        return build(**options)
+        entry = Entry(name, build, "", _schema(name, build))
+        return build(**validate_options(entry, options, "dataset"))
 
     factory.__name__ = f"build_{name}"
     return factory
