@@ -384,3 +384,22 @@ def test_real_shared_cifar10_jpeg_copy() -> None:
     cached = cifar(root=REAL.parent, train_size=1000, val_size=500)
     assert cached.info()["cache_hit"] is True and cached.info()["load_s"] < 10
     assert (cached.num_examples("train"), cached.num_examples("val")) == (1000, 500)
+
+
+def test_parallel_jobs_decode_once(tmp_path: Path) -> None:
+    """Two processes building the same dataset at once: one decodes, the other waits and loads."""
+    import subprocess
+    import sys
+
+    class_tree(tmp_path / "data", per_class=(30, 5))
+    code = ("import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n"
+            "from hairlab.plugin_manager import registry\n"
+            f"dm = registry('datasets').create('cifar10', root={str(tmp_path / 'data')!r}, workers=1)\n"
+            "print('hit', dm.info()['cache_hit'])\n")
+    env = {**os.environ}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert sum(o.count("decoding CIFAR-10") for o in outs) == 1, outs
+    assert sorted(o.strip().splitlines()[-1] for o in outs) == ["hit False", "hit True"]

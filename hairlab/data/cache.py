@@ -76,6 +76,32 @@ def atomic_path(final: Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextmanager
+def locked(name: str) -> Iterator[None]:
+    """Hold the exclusive lock ``<cache>/locks/<name>.lock`` (POSIX ``flock``).
+
+    The jobs of a parallel sweep all start by building the same dataset: with this, one
+    decodes or extracts while the others wait and then find the finished cache entry. The
+    lock is released by the OS if its holder dies. Where ``fcntl`` is missing (Windows)
+    it does nothing, which only costs duplicate work.
+    """
+    from hairlab.data.paths import cache_dir
+
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path = cache_dir() / "locks" / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def save_tensors(obj: dict[str, Any], final: Path) -> None:
     """``torch.save`` a dict of tensors and plain values atomically."""
     import torch
@@ -136,6 +162,13 @@ def extract_archive(archive: Path, name: str | None = None) -> Path:
     stem = name or archive.name.split(".")[0]
     dest = cache_dir() / "extracted" / f"{stem}-{fingerprint(archive)}"
     if (dest / COMPLETE_MARKER).is_file():
+        return dest
+    with locked(dest.name):
+        return _extract(archive, dest)
+
+
+def _extract(archive: Path, dest: Path) -> Path:
+    if (dest / COMPLETE_MARKER).is_file():  # another process finished it while we waited
         return dest
     if dest.exists():  # left by a crash between rename and marker: never trust it
         shutil.rmtree(dest, ignore_errors=True)

@@ -38,6 +38,7 @@ from hairlab.data.cache import (
     fingerprint,
     is_archive_name,
     load_tensors,
+    locked,
     save_tensors,
 )
 from hairlab.data.paths import ENV_DATA, cache_dir, data_root
@@ -262,14 +263,21 @@ def _load_source(source: Source, workers: int) -> dict[str, Any]:
 
 def load_cached(source: Source, workers: int = 2) -> dict[str, Any]:
     """The decoded tensors of ``source``, from the cache or decoded now and cached."""
-    import torch
-
     key = fingerprint(source.path)
     path = cache_dir() / "tensors" / f"cifar10-{source.kind}-{key}.pt"
     cached = load_tensors(path)
-    if cached is not None:
-        cached["cache_hit"] = True
-        return cached
+    if cached is None:
+        with locked(path.stem):  # parallel jobs: one decodes, the others wait for its file
+            cached = load_tensors(path)
+            if cached is None:
+                return _decode_into(path, source, key, workers)
+    cached["cache_hit"] = True
+    return cached
+
+
+def _decode_into(path: Path, source: Source, key: str, workers: int) -> dict[str, Any]:
+    import torch
+
     t0 = time.perf_counter()
     log.info("decoding CIFAR-10 from %s (%s) into %s; later runs load the cache",
              source.path, source.kind, path)

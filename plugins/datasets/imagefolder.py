@@ -28,6 +28,7 @@ from hairlab.data.cache import (
     extract_archive,
     fingerprint,
     load_tensors,
+    locked,
     save_tensors,
 )
 from hairlab.data.images import Tree, decode_tree, fixed_order, scan_dir, scan_tar
@@ -106,7 +107,12 @@ def build(*, num_classes: int = 1000, image_size: int = 224, root: Any = None, t
                              "eval_folder": eval_dir, "decoded_mb": round(need_mb, 1), "in_memory": memory}
     if memory:
         assert cache_file is not None
-        data = _decode_to_cache(cache_file, base, tree, eval_dir, classes, image_size, workers)
+        with locked(cache_file.stem):  # parallel jobs: one decodes, the others wait for its file
+            data = load_tensors(cache_file)
+            if data is not None and data.get("classes") == classes:
+                data["cache_hit"] = True
+            else:
+                data = _decode_to_cache(cache_file, base, tree, eval_dir, classes, image_size, workers)
         return _in_memory(data, extra, t0, common)
     from hairlab.data.stream import StreamDataModule
 
