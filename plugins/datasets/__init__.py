@@ -51,9 +51,9 @@ def hairlab_datasets() -> list[Entry]:
               "Random class-prototype images of any shape, deterministic by seed (smoke tests).\n"
               "Each class is a random image plus per-example noise, so a model can learn it."),
         Entry("cifar10", _factory("cifar10"),
-              "CIFAR-10 (32x32, 10 classes) from the official python batches or tarball, or a\n"
-              "class-folder image tree or tarball; downloaded with checksum when online."),
+              "CIFAR-10 (32x32, 10 classes): official batches or tarball, or a class-folder tree/tarball.\n"
+              "Decoded once into a cached tensor file; downloaded with checksum when online."),
         Entry("imagefolder", _factory("imagefolder"),
-              "Any train/<class>/* and val/<class>/* image tree or tarball (ImageNet layout),\n"
-              "resized to image_size; cached in memory when small, streamed when large."),
+              "Any train/<class>/*, val/<class>/* image tree or tarball (ImageNet layout), resized.\n"
+              "Decoded once and held in memory when small; streamed by DataLoader workers when large."),
     ]
