@@ -63,7 +63,7 @@ def _fmt(values: list[float], metric: str) -> str:
         return ""
     scale, digits = (100.0, 1) if metric.endswith("/acc") else (1.0, 4)
     if metric in ("model/params", "hw/paper2012/ops"):
-        return f"{values[0]:,.0f}"
+        return " / ".join(f"{v:,.0f}" for v in sorted(set(values)))
     if metric.startswith("throughput"):
         scale, digits = 1.0, 0
     mean = statistics.fmean(values) * scale
@@ -73,10 +73,10 @@ def _fmt(values: list[float], metric: str) -> str:
     return f"{mean:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
 
 
-def table(client: Any, name: str, metrics: tuple[str, ...] = METRICS) -> str:
+def table(client: Any, name: str, metrics: tuple[str, ...] = METRICS, by: tuple[str, ...] = ()) -> str:
     runs = child_runs(client, name)
     keys = swept_keys(client, runs)
-    extra = [k for k in ("optimizer.lr",)
+    extra = [k for k in ("optimizer.lr", *by)
              if k not in keys and len({r.data.params.get(k) for r in runs}) > 1]
     groups: dict[tuple[str, ...], list[Any]] = defaultdict(list)
     for run in runs:
@@ -127,11 +127,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiments", nargs="+")
     parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    parser.add_argument("--by", nargs="*", default=[], help="also group by these params (when they vary)")
     parser.add_argument("--scatter", type=Path, help="also write the accuracy-vs-latency PNG here")
     args = parser.parse_args()
     client = _client(args.tracking_uri)
     for name in args.experiments:
-        print(f"### {name}\n\n{table(client, name)}")
+        print(f"### {name}\n\n{table(client, name, by=tuple(args.by))}")
     if args.scatter:
         print(f"wrote {scatter(client, args.experiments, args.scatter)}")
 
