@@ -272,6 +272,7 @@ def load_cached(source: Source, workers: int = 2) -> dict[str, Any]:
             if cached is None:
                 return _decode_into(path, source, key, workers)
     cached["cache_hit"] = True
+    cached["cache_file"] = str(path)
     return cached
 
 
@@ -291,8 +292,8 @@ def _decode_into(path: Path, source: Source, key: str, workers: int) -> dict[str
         "source_fingerprint": key, "decode_s": round(time.perf_counter() - t0, 3),
     }
     save_tensors(obj, path)
-    obj["cache_hit"] = False
     obj["cache_file"] = str(path)
+    obj["cache_hit"] = False
     return obj
 
 
@@ -330,7 +331,7 @@ def build(*, num_classes: int = 10, image_size: int = 32, root: Any = None, trai
     extra = {
         "source": data["source"], "format": data["format"], "source_sha256": data["source_sha256"],
         "source_fingerprint": data["source_fingerprint"], "cache_hit": data["cache_hit"],
-        "decode_s": data["decode_s"],
+        "first_decode_s": data["decode_s"], "cache_file": data["cache_file"],
         "order": "official" if data["format"] in ("batches", "official-archive") else "fixed shuffle, seed 0",
     }
     dm = TensorDataModule(

@@ -92,7 +92,7 @@ def build(*, num_classes: int = 1000, image_size: int = 224, root: Any = None, t
         _check_classes(base, cached["classes"], num_classes)
         cached["cache_hit"] = True
         extra = {"source": str(base), "format": "archive" if base.is_file() else "tree", "in_memory": True,
-                 "eval_folder": cached["eval_folder"]}
+                 "eval_folder": cached["eval_folder"], "cache_file": str(cache_file)}
         return _in_memory(cached, extra, t0, common)
     tree, eval_dir = locate(base, how)
     classes = tree.classes("train")
@@ -107,6 +107,7 @@ def build(*, num_classes: int = 1000, image_size: int = 224, root: Any = None, t
                              "eval_folder": eval_dir, "decoded_mb": round(need_mb, 1), "in_memory": memory}
     if memory:
         assert cache_file is not None
+        extra["cache_file"] = str(cache_file)
         with locked(cache_file.stem):  # parallel jobs: one decodes, the others wait for its file
             data = load_tensors(cache_file)
             if data is not None and data.get("classes") == classes:
@@ -138,7 +139,7 @@ def _check_classes(base: Path, classes: list[str], num_classes: int) -> None:
 def _in_memory(data: dict[str, Any], extra: dict[str, Any], t0: float, common: dict[str, Any]) -> Any:
     from hairlab.data.tensor import TensorDataModule
 
-    extra.update(cache_hit=data["cache_hit"], decode_s=data["decode_s"], order="fixed shuffle, seed 0")
+    extra.update(cache_hit=data["cache_hit"], first_decode_s=data["decode_s"], order="fixed shuffle, seed 0")
     dm = TensorDataModule("imagefolder", train=(data["train_x"], data["train_y"]),
                           test=(data["test_x"], data["test_y"]), classes=data["classes"],
                           extra_info=extra, **common)
