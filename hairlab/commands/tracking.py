@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -60,23 +61,57 @@ def ui(host: str = "127.0.0.1", port: int = 5000, tracking_uri: str | None = Non
         raise HairlabError(f"port {port} on {host} is in use; pass --port N (e.g. --port {port + 1})")
     cmd = ui_command(host, port, uri)
     shown = "localhost" if host in ("127.0.0.1", "::1") else host
-    typer.echo(f"MLflow UI: http://{shown}:{port}  (store: {uri}; Ctrl-C stops it)")
+    address = f"http://{shown}:{port}"
+    typer.echo(f"MLflow UI: {address}  (store: {uri}; Ctrl-C stops it)")
+    newest = _newest_experiment_id(uri)
+    if newest is not None:
+        typer.echo(f"newest experiment's runs: {address}/#/experiments/{newest}/runs?{TRAINING_VIEW}")
     if host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo("note: bound beyond this machine; anyone who can reach it can read and change runs")
     env = dict(os.environ)
     env.pop("MLFLOW_RUN_ID", None)
-    proc = subprocess.Popen(cmd, env=env)
+    # Its own process group, so that stopping hairlab stops the server and its workers too.
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         code = proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop_group(proc)
         return
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
     if code:
         raise HairlabError(f"the MLflow server exited with status {code} (command: {' '.join(cmd)})")
+
+
+#: URL query that opens MLflow 3's "Model training" view rather than its GenAI pages.
+TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _newest_experiment_id(uri: str) -> str | None:
+    from hairlab.tracking import store
+
+    try:
+        return str(_pick_experiment(store.client(uri), None).experiment_id)
+    except Exception:  # noqa: BLE001 - only a convenience link
+        return None
 
 
 def _pick_experiment(client: Any, name: str | None) -> Any:

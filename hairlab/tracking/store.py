@@ -25,6 +25,8 @@ T = TypeVar("T")
 ENV_URI = "MLFLOW_TRACKING_URI"
 DEFAULT_DB = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
+#: Tells the MLflow 3 UI to open the experiment on its training-runs view (not GenAI traces).
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 #: Experiment used when neither ``tracking.experiment`` nor ``+experiment=NAME`` names one.
 DEFAULT_EXPERIMENT = "hairlab"
 
@@ -128,7 +130,8 @@ def ensure_experiment(mlflow_client: Any, name: str, uri: str) -> str:
         if db is not None:
             location = (db.parent / ARTIFACT_DIR / _slug(name)).resolve().as_uri()
         try:
-            return str(mlflow_client.create_experiment(name, artifact_location=location))
+            created = mlflow_client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
+            return str(created)
         except MlflowException as exc:
             if "already exists" not in str(exc).lower() and "unique constraint" not in str(exc).lower():
                 raise
