@@ -188,6 +188,16 @@ class DecodedSplit:
         labels = np.array([index[c] for c in self.class_names], dtype=np.int64)
         return self.images[order], labels[order]
 
+    def ordered_nchw(self, classes: Sequence[str],
+                     order_seed: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`ordered` as ``(N, 3, S, S)``, releasing this split's images on the way.
+
+        Peak memory is about twice the split's size instead of three times.
+        """
+        x, y = self.ordered(classes, order_seed)
+        self.images = self.images[:0]
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y
+
 
 def decode_tree(source: Path, split_names: Sequence[str], size: int, *, workers: int = 2,
                 tree: Tree | None = None, progress: Callable[[int], Any] | None = None
@@ -233,6 +243,7 @@ def decode_tree(source: Path, split_names: Sequence[str], size: int, *, workers:
         return {}
     all_keys = [k for keys, _ in parts for k in keys]
     all_images = np.concatenate([a for _, a in parts])
+    parts.clear()  # peak memory stays about twice the decoded size
     out: dict[str, DecodedSplit] = {}
     for split in split_names:
         idx = [i for i, k in enumerate(all_keys) if k[0] == split]

@@ -214,8 +214,7 @@ def load_tree(source: Source, workers: int) -> dict[str, Any]:
                 f"{source.path} {split}/ has class folders {found}; cifar10 needs exactly {list(CLASSES)} "
                 f"(unexpected: {extra}, missing: {lacking}); use dataset=imagefolder for other class sets"
             )
-        x, y = part.ordered(CLASSES)
-        out[split] = (np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y)
+        out[split] = part.ordered_nchw(CLASSES)
     return out
 
 

@@ -20,8 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from hairlab.data.cache import (
     CACHE_VERSION,
     atomic_path,
@@ -168,9 +166,8 @@ def _decode_to_cache(path: Path, base: Path, tree: Tree, eval_dir: str, classes:
     out: dict[str, Any] = {"cache_version": CACHE_VERSION, "classes": classes, "source": str(base),
                            "eval_folder": eval_dir}
     for split, prefix in (("train", "train"), (eval_dir, "test")):
-        x, y = decoded[split].ordered(classes)
-        out[f"{prefix}_x"] = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-        out[f"{prefix}_y"] = torch.from_numpy(y)
+        x, y = decoded.pop(split).ordered_nchw(classes)
+        out[f"{prefix}_x"], out[f"{prefix}_y"] = torch.from_numpy(x), torch.from_numpy(y)
     out["decode_s"] = round(time.perf_counter() - t0, 3)
     save_tensors(out, path)
     with atomic_path(path.with_suffix(".json")) as tmp:  # a human-readable note beside it
