@@ -328,7 +328,7 @@ def build(*, num_classes: int = 10, image_size: int = 32, root: Any = None, trai
             raise not_found(base, how, f"downloading {url} failed ({exc})") from None
     data = load_cached(source, workers=workers)
     extra = {
-        "source": data["source"], "format": data["format"], "source_sha256": data["source_sha256"],
+        "source": str(source.path), "format": data["format"], "source_sha256": data["source_sha256"],
         "source_fingerprint": data["source_fingerprint"], "cache_hit": data["cache_hit"],
         "first_decode_s": data["decode_s"], "cache_file": data["cache_file"],
         "order": "official" if data["format"] in ("batches", "official-archive") else "fixed shuffle, seed 0",
