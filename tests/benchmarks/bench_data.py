@@ -1,7 +1,7 @@
 """Input-pipeline benchmark: first decode vs cached start, and batch throughput.
 
 Run as ``python tests/benchmarks/bench_data.py [--skip-decode] [--images N]``. Prints one
-JSON object:
+JSON object on one line:
 
 - ``decode``: the real shared CIFAR-10 JPEG tarball (when present) decoded into a fresh
   cache with 1 and 2 worker processes, then the cached start; ratios to the cached start.
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -122,8 +121,7 @@ def main() -> None:
     else:
         result["decode"] = f"skipped: {REAL} is missing"
     result["load_average_1m_after"] = round(os.getloadavg()[0], 2)
-    json.dump(result, sys.stdout, indent=1)
-    print()
+    print(json.dumps(result))  # one line: `nox -s bench` reads the last line
 
 
 if __name__ == "__main__":
