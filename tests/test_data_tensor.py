@@ -215,3 +215,28 @@ def test_option_types_are_checked_naming_the_key(key: str, value: object) -> Non
     with pytest.raises(HairlabError, match=rf"dataset\.{key}=") as err:
         registry("datasets").create("synthetic", **{key: value})
     assert "\n" not in str(err.value)
+
+
+def test_batches_are_built_single_threaded_and_the_caller_keeps_its_threads(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import hairlab.data.tensor as tensor_mod
+
+    seen: list[int] = []
+
+    def spy(*a, **k):
+        seen.append(torch.get_num_threads())
+        return crop_flip(*a, **k)
+
+    monkeypatch.setattr(tensor_mod, "crop_flip", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        dm = _module(n_train=20, crop_padding=1, hflip=True)
+        for _ in dm.train_batches(5, device="cpu", generator=torch.Generator()):
+            assert torch.get_num_threads() == 2  # the model step runs with the caller's setting
+        assert seen == [1, 1, 1, 1]
+        dm.cpu_threads = None
+        for _ in dm.eval_batches("test", 5, device="cpu"):
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
