@@ -16,7 +16,7 @@ import torch
 
 from hairlab.data.augment import Normalizer, crop_flip
 from hairlab.data.images import decode_image
-from hairlab.data.tensor import Batches, split_indices
+from hairlab.data.tensor import Batches, cpu_threads, split_indices
 from hairlab.errors import HairlabError
 
 
@@ -68,6 +68,7 @@ class StreamDataModule:
         self.size = size
         self.crop_padding, self.hflip = int(crop_padding), bool(hflip)
         self.workers = max(0, int(workers))
+        self.cpu_threads: int | None = 1  # see hairlab.data.tensor.cpu_threads
         self._splits = {"train": list(train[sl["train"]]), "val": list(train[sl["val"]]),
                         "test": list(test[sl["test"]])}
         if not normalize:
@@ -133,9 +134,11 @@ class StreamDataModule:
             order = torch.randperm(n, generator=generator)[: length * batch_size].tolist()
             for xb, yb, errors in self._loader(items, batch_size, order, pin=dev.type == "cuda"):
                 _check(errors)
-                xb = crop_flip(xb.to(dev, non_blocking=True), padding=self.crop_padding, hflip=self.hflip,
-                               generator=generator)
-                yield self.normalizer(xb, memory_format), yb.to(dev, non_blocking=True)
+                with cpu_threads(dev, self.cpu_threads):
+                    xb = crop_flip(xb.to(dev, non_blocking=True), padding=self.crop_padding,
+                                   hflip=self.hflip, generator=generator)
+                    batch = self.normalizer(xb, memory_format), yb.to(dev, non_blocking=True)
+                yield batch
 
         return Batches(length, make)
 
@@ -147,6 +150,8 @@ class StreamDataModule:
 
         def make() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
             for xb, yb in self._raw(items, batch_size):
-                yield self.normalizer(xb.to(dev), memory_format), yb.to(dev)
+                with cpu_threads(dev, self.cpu_threads):
+                    batch = self.normalizer(xb.to(dev), memory_format), yb.to(dev)
+                yield batch
 
         return Batches(-(-len(items) // batch_size), make)
