@@ -119,8 +119,13 @@ def train_job(cfg: Any, tracker: Any) -> dict[str, Any]:
     tracker.log_metrics(first, step=0)
 
     directory = Path(ecfg.checkpoint_dir) if ecfg.checkpoint_dir else job_dir(tracker) / "checkpoints"
+    progress = EpochProgress(ecfg.progress)
     engine = Engine(model, optimizer, data, ecfg, tracker, device=device, seed=seed, checkpoint_dir=directory,
-                    progress=EpochProgress(ecfg.progress))
+                    progress=progress)
+    progress.summary(
+        f"{model.name}: {params:,} parameters on {device} ({threads} threads); {data.name}: "
+        f"{data.num_examples('train'):,} training examples, evaluated on {engine.eval_split or 'nothing'}; "
+        f"{engine.total_steps:,} steps of {ecfg.batch_size}")
     if ecfg.resume not in (None, "", False):
         found = ckpt.find(ecfg.resume, directory)
         if found is not None:
