@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +42,9 @@ def toy_job(cfg: Any, tracker: Any) -> float:
             raise ValueError("toy failure at step 2")
         if mode == "diverge" and step == 3:
             raise TrainingDiverged(step, loss)
+        if mode == "hang" and step == 2:
+            Path(str(toy.marker)).touch()
+            time.sleep(120)
         if step % 3 == 0:
             tracker.log_metrics({"val/loss": loss * 1.1, "val/acc": 1 - loss / 2.5, "time/epoch_s": 0.5},
                                 step=step)
@@ -169,3 +176,31 @@ def test_unreachable_server_stops_the_sweep_before_jobs(tmp_path: Path) -> None:
     assert "cannot set up MLflow tracking for this sweep" in res.stderr
     assert "not reachable" in res.stderr
     assert not list(tmp_path.glob("multirun/*/*/*/.hydra")), "no job starts when the store is unreachable"
+
+
+@pytest.mark.slow
+def test_ctrl_c_marks_the_running_job_and_the_sweep_killed(tmp_path: Path) -> None:
+    marker = tmp_path / "hanging"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hairlab", "run", "-m", TOY, "tracking.experiment=killed", "+toy.mode=hang",
+         f"+toy.marker={marker}", "optimizer.lr=0.1,0.2"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while not marker.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert marker.exists(), proc.communicate(timeout=5)[0].decode()[-3000:]
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        out = proc.communicate(timeout=120)[0].decode()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0, out[-2000:]
+    c = client(tmp_path)
+    runs = c.search_runs([c.get_experiment_by_name("killed").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("hairlab.sweep_parent") == "true"]
+    children = [r for r in runs if r is not parent]
+    assert [r.info.status for r in children] == ["KILLED"], "the second job never started"
+    assert parent.info.status == "KILLED"
+    assert len(c.get_metric_history(children[0].info.run_id, "train/loss")) == 2, "logged values survive"

@@ -73,6 +73,7 @@ def open_mlflow_run(cfg: Any, settings: dict[str, Any], ctx: Any) -> Tracker:
         job_dir=ctx.job_dir,
         upload_artifacts=bool(settings.get("log_artifacts", True)),
         plots=bool(settings.get("plots", True)),
+        log_checkpoint=bool(settings.get("log_checkpoint", False)),
     )
     tracker.sweep = sweep  # type: ignore[attr-defined]
     _write_resolved_config(cfg, ctx.job_dir)

@@ -32,6 +32,8 @@ MAX_TAG_LENGTH = 8000
 #: Hydra's per-job files uploaded at close, when present.
 #: Data-info parameters (from ``DataModule.info()``) that identify the data, mirrored as a tag.
 CHECKSUM_SUFFIXES = ("checksum", "sha256", "md5")
+#: The engine's final checkpoint in ``<job dir>/checkpoints/`` (uploaded with ``log_checkpoint``).
+CHECKPOINT = "last.pt"
 HYDRA_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")
 
 
@@ -47,6 +49,7 @@ class MLflowTracker:
         job_dir: str | Path | None = None,
         upload_artifacts: bool = True,
         plots: bool = True,
+        log_checkpoint: bool = False,
     ) -> None:
         self.client = mlflow_client
         self.run_id = run_id
@@ -54,6 +57,7 @@ class MLflowTracker:
         self.job_dir = Path(job_dir) if job_dir is not None else None
         self.upload_artifacts = upload_artifacts
         self.plots = plots
+        self.log_checkpoint = log_checkpoint
         #: Every metric logged, ``key -> [(step, value)]``, for the job's curve plots.
         self.history: dict[str, list[tuple[int, float]]] = {}
         #: Errors the writer gave up on (also tagged on the run at close).
@@ -211,6 +215,10 @@ class MLflowTracker:
         for path in sorted(self.job_dir.glob("*.log")):
             if path.is_file() and path.stat().st_size:
                 self.log_artifact(path, "logs")
+        if self.log_checkpoint:
+            final = self.job_dir / "checkpoints" / CHECKPOINT
+            if final.is_file():
+                self.log_artifact(final, "checkpoints")
 
     def _upload_plots(self) -> None:
         assert self.job_dir is not None

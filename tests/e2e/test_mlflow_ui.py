@@ -1,6 +1,7 @@
-"""End to end: a sweep logged by ``hairlab run -m`` to a real ``mlflow server``, opened in
-real headless Chromium; the experiment page lists the sweep's parent run and, expanded,
-every child run. A screenshot goes to ``$HAIRLAB_TEST_OUTPUT`` (else the test's tmp dir).
+"""End to end: ``hairlab run -m`` logs a sweep to the default store (``./mlflow.db``),
+``hairlab ui`` serves it, and real headless Chromium opens the link ``hairlab ui`` prints:
+the experiment's runs table lists the sweep's parent run and, expanded, every child run.
+A screenshot goes to ``$HAIRLAB_TEST_OUTPUT`` (else the test's tmp dir).
 
 Run on its own with ``pytest -m e2e tests/e2e/test_mlflow_ui.py`` (needs Debian's
 ``chromium``; the test is skipped without it).
@@ -10,7 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,10 +24,8 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 from chromium import browser, find_chromium  # noqa: E402
-from mlflow_server import mlflow_server  # noqa: E402
+from mlflow_server import free_port, wait_healthy  # noqa: E402
 from test_tracking_sweep import TOY, hairlab  # noqa: E402
-
-from hairlab.commands.tracking import TRAINING_VIEW  # noqa: E402
 
 NO_CHROMIUM = "needs Debian's chromium (apt-get install -y chromium)"
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(find_chromium() is None, reason=NO_CHROMIUM)]
@@ -31,26 +34,32 @@ LRS = ("0.1", "0.2", "0.3")
 
 
 def test_mlflow_ui_lists_the_sweep_in_chromium(tmp_path: Path) -> None:
-    from mlflow import MlflowClient
-
     out_dir = Path(os.environ.get("HAIRLAB_TEST_OUTPUT") or tmp_path)
-    with mlflow_server(tmp_path / "server") as url:
-        work = tmp_path / "work"
-        work.mkdir()
-        res = hairlab(["-m", TOY, f"tracking.uri={url}", "tracking.experiment=ui_check",
-                       f"optimizer.lr={','.join(LRS)}"], work)
-        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-        client = MlflowClient(url)
-        exp = client.get_experiment_by_name("ui_check")
+    work = tmp_path / "work"
+    work.mkdir()
+    res = hairlab(["-m", TOY, "tracking.experiment=ui_check", f"optimizer.lr={','.join(LRS)}"], work)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert (work / "mlflow.db").is_file()
+
+    port = free_port()
+    log = tmp_path / "ui.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    with log.open("wb") as out:
+        ui = subprocess.Popen([sys.executable, "-m", "hairlab", "ui", "--port", str(port)], cwd=work,
+                              stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", ui, log, timeout=240)
+        printed = log.read_text()
+        assert f"MLflow UI: http://localhost:{port}" in printed
+        link = re.search(r"newest experiment's runs: (\S+)", printed)
+        assert link, printed
         parent_name = "sweep optimizer.lr=" + ",".join(LRS)
         children = [f"optimizer.lr={lr}" for lr in LRS]
 
         with browser(tmp_path / "chromium-profile") as page:
-            # the "Model training" view (MLflow 3 opens on its GenAI pages otherwise),
-            # the same link `hairlab ui` prints
-            page.call("Page.navigate", url=f"{url}/#/experiments/{exp.experiment_id}/runs?{TRAINING_VIEW}")
+            page.call("Page.navigate", url=link.group(1))
             text = "document.body ? document.body.innerText : ''"
-            # the experiment opens on its training-runs table, with the sweep's parent run
+            # the training-runs table of the experiment, with the sweep's parent run
             page.wait_for(f"({text}).includes({json.dumps(parent_name)})", timeout=180)
             # children are nested under the parent; expand it the way a user would
             page.wait_for("""(() => {
@@ -62,5 +71,27 @@ def test_mlflow_ui_lists_the_sweep_in_chromium(tmp_path: Path) -> None:
             finally:
                 shot = page.screenshot(out_dir / "mlflow-ui-sweep.png")
             body = page.evaluate(text)
-    assert all(name in body for name in [parent_name, *children])
-    assert shot.stat().st_size > 10_000
+        assert all(name in body for name in [parent_name, *children])
+        assert f"{len(children) + 1} matching runs" in body
+        assert shot.stat().st_size > 10_000
+    finally:
+        ui.send_signal(signal.SIGTERM)  # hairlab ui stops its server's whole process group
+        try:
+            ui.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            ui.kill()
+            ui.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and _answers(port):
+        time.sleep(0.5)
+    assert not _answers(port), "the MLflow server outlived `hairlab ui`"
+
+
+def _answers(port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+            return True
+    except OSError:
+        return False
