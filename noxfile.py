@@ -54,6 +54,10 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def e2e(session: nox.Session) -> None:
     """Real mlflow server + real headless Chromium looking at the MLflow UI (needs `chromium`)."""
+    import shutil
+
+    if os.environ.get("CI") and not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        session.error("CI needs Debian's chromium for the UI check: apt-get install chromium")
     _install(session, "dev")
     out = ROOT / "test-output"
     out.mkdir(exist_ok=True)
