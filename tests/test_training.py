@@ -175,6 +175,7 @@ def test_options_schedules_smoothing_flip_and_val_split(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("key,value,match", [
     ("epochs", "many", r"trainer\.epochs='many' is not a valid int"),
+    ("max_steps", 0, r"trainer\.max_steps must be >= 1"),
     ("schedule", "step", "constant, warmup, cosine, onecycle"),
     ("eval_split", "train", "eval_split"),
     ("device", "tpu", "trainer.device"),

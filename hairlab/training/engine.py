@@ -69,6 +69,8 @@ class EngineConfig:
         out = cls(**opts)
         if out.epochs < 1 and out.max_steps is None:
             raise HairlabError("trainer.epochs must be >= 1 (or set trainer.max_steps)")
+        if out.max_steps is not None and out.max_steps < 1:
+            raise HairlabError(f"trainer.max_steps must be >= 1 or null, got {out.max_steps}")
         if out.batch_size < 1:
             raise HairlabError(f"trainer.batch_size must be >= 1, got {out.batch_size}")
         if out.log_every < 1:
