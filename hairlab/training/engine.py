@@ -8,6 +8,7 @@ where divergence is detected (with the exact step, since every loss is kept unti
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -235,9 +236,7 @@ class Engine:
         loss_sum, seen, done, last_finite = 0.0, 0, 0, self._finite_loss
         self.progress.start(self.epoch, self.epochs, budget)
         start = time.perf_counter()
-        for x, y in batches:
-            if done >= budget:
-                break
+        for x, y in itertools.islice(batches, budget):  # never assemble a batch that will not run
             x = x.contiguous(memory_format=self.memory_format)
             with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
                 out = model(x)
