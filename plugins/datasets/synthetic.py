@@ -1,8 +1,9 @@
 """The ``synthetic`` dataset: generated images, so smoke tests need no files.
 
-Each class gets a random prototype image; an example is its class prototype plus Gaussian
-noise, clipped to uint8. With the default noise a small CNN learns it within an epoch,
-so a smoke run shows whether training works at all, not just whether it runs.
+Each class gets a random smooth prototype image (a 4x4 pattern upsampled); an example is
+its class prototype plus Gaussian noise, clipped to uint8. A small CNN learns it within a
+few dozen steps, so a smoke run shows whether training works at all, not just whether it
+runs.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ def make_tensors(*, num_classes: int, image_size: int, channels: int, count: int
     """``count`` examples; the same ``seed`` gives the same prototypes for every stream."""
     import torch
 
-    protos = torch.randint(0, 256, (num_classes, channels, image_size, image_size),
-                           generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+    # Smooth prototypes (a random 4x4 pattern, upsampled): each class differs in colour and
+    # layout at a scale that survives the random crops, as classes of real images do.
+    coarse = torch.randint(0, 256, (num_classes, channels, 4, 4),
+                           generator=torch.Generator().manual_seed(seed)).to(torch.float32)
+    protos = torch.nn.functional.interpolate(coarse, size=(image_size, image_size), mode="bilinear",
+                                             align_corners=False)
     g = torch.Generator().manual_seed(seed * 1_000_003 + 1 + stream)
     labels = torch.arange(count) % num_classes
     labels = labels[torch.randperm(count, generator=g)]
-    x = protos[labels].to(torch.float32)
+    x = protos[labels]
     x += noise * torch.randn(x.shape, generator=g)
     return x.round_().clamp_(0, 255).to(torch.uint8), labels
 
