@@ -132,7 +132,7 @@ def test_resume_after_a_kill_continues_exactly(tmp_path: Path, monkeypatch: pyte
 
 def test_resume_auto_and_bad_checkpoints(tmp_path: Path) -> None:
     run(make_cfg(tmp_path, epochs=1), tmp_path / "one")
-    result, rows, _ = run(make_cfg(tmp_path, epochs=2, resume="auto"), tmp_path / "two")
+    result, rows, _ = run(make_cfg(tmp_path, epochs=2, resume=True), tmp_path / "two")
     assert result["epoch"] == 2 and [r["step"] for r in rows if "train/loss" in r] == [3, 6]
     with pytest.raises(HairlabError, match="no checkpoint there"):
         run(make_cfg(tmp_path, resume=str(tmp_path / "missing")), tmp_path / "x")

@@ -48,7 +48,7 @@ class EngineConfig:
     progress: bool = True
     checkpoint: bool = True
     checkpoint_dir: str | None = None
-    resume: str | None = None
+    resume: str | bool | None = None
     decay_norm_and_bias: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
