@@ -386,6 +386,7 @@ def test_real_shared_cifar10_jpeg_copy() -> None:
     assert (cached.num_examples("train"), cached.num_examples("val")) == (1000, 500)
 
 
+@pytest.mark.slow  # two fresh interpreters importing torch: seconds each on a busy machine
 def test_parallel_jobs_decode_once(tmp_path: Path) -> None:
     """Two processes building the same dataset at once: one decodes, the other waits and loads."""
     import subprocess
