@@ -204,3 +204,28 @@ def test_ctrl_c_marks_the_running_job_and_the_sweep_killed(tmp_path: Path) -> No
     assert [r.info.status for r in children] == ["KILLED"], "the second job never started"
     assert parent.info.status == "KILLED"
     assert len(c.get_metric_history(children[0].info.run_id, "train/loss")) == 2, "logged values survive"
+
+
+ENGINE_METRICS = ("train/loss", "train/acc", "val/loss", "val/acc", "lr", "throughput/img_s", "time/epoch_s")
+
+
+@pytest.mark.slow
+def test_engine_sweep_in_parallel_logs_every_metric(tmp_path: Path) -> None:
+    """The real training engine, two joblib workers, the default SQLite store."""
+    res = hairlab(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "tracking.experiment=engine",
+                   "dataset=synthetic", "dataset.train_size=64", "dataset.test_size=32", "trainer.epochs=2",
+                   "trainer.batch_size=32", "trainer.progress=false", "optimizer=adam,sgd"], tmp_path)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    parent, children = runs_of(tmp_path, "engine")
+    assert sorted(r.info.run_name for r in children) == ["optimizer=adam", "optimizer=sgd"]
+    c = client(tmp_path)
+    for run in children:
+        assert run.info.status == "FINISHED"
+        assert run.data.params["data.train_examples"] == "64"
+        assert run.data.metrics["model/params"] > 1000
+        assert "hw/paper2012/latency_s" in run.data.metrics
+        for key in ENGINE_METRICS:
+            steps = [m.step for m in c.get_metric_history(run.info.run_id, key)]
+            assert steps == [2, 4], (run.info.run_name, key, steps)
+    curves = {a.path for a in c.list_artifacts(parent.info.run_id, "curves")}
+    assert "curves/val_acc.png" in curves
