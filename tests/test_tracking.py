@@ -189,3 +189,21 @@ def test_tracker_survives_a_store_that_goes_away(tmp_path: Path) -> None:
     tracker.log_metrics({"train/loss": 1.0}, step=1)
     tracker.close("FINISHED")
     assert tracker.errors and "store is gone" in tracker.errors[0]
+
+
+def test_git_commit_tag_only_inside_a_checkout(tmp_path: Path) -> None:
+    import subprocess
+
+    from hairlab.tracking.context import base_tags, git_commit
+
+    assert git_commit(tmp_path) is None and "hairlab.git_commit" not in base_tags(tmp_path)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "f").write_text("x")
+    subprocess.run([*git, "-C", str(tmp_path), "add", "f"], check=True)
+    subprocess.run([*git, "-C", str(tmp_path), "commit", "-q", "-m", "c"], check=True)
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    tags = base_tags(tmp_path)
+    assert tags["hairlab.git_commit"] == head == tags["mlflow.source.git.commit"]
+    assert tags["hairlab.plugin.hairlab"] and tags["hairlab.version"]
