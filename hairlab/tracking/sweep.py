@@ -54,6 +54,7 @@ class SweepCallback(Callback):
 
     def __init__(self, **_: Any) -> None:
         self.state: Any = None
+        self._started = 0.0
         self._done = False
         self._interrupted = False
         self._old_sigint: Any = None
@@ -120,6 +121,7 @@ class SweepCallback(Callback):
         )
         self.state.save()
         self.fail_on_diverged = bool(settings.get("fail_on_diverged", True))
+        self._started = time.time()
         self._done = False
         atexit.register(self._abort)
         try:
@@ -173,7 +175,7 @@ class SweepCallback(Callback):
         for row in rows:
             key = str(row["status"]).split("@")[0]
             counts[key] = counts.get(key, 0) + 1
-        launched = _launched_jobs(Path(state.sweep_dir))
+        launched = _launched_jobs(Path(state.sweep_dir), self._started)
         missing = max(0, launched - len(children))
         bad = [r for r in rows if r["status"] not in ("FINISHED",) and
                (self.fail_on_diverged or not str(r["status"]).startswith("DIVERGED"))]
@@ -226,11 +228,15 @@ def _param_names(children: list[Any], swept: list[str]) -> list[str]:
     return names
 
 
-def _launched_jobs(sweep_dir: Path) -> int:
-    """Job directories Hydra created under the sweep (each has a ``.hydra/``)."""
+def _launched_jobs(sweep_dir: Path, since: float) -> int:
+    """Job directories Hydra created under the sweep for this sweep (each has a ``.hydra/``).
+
+    Directories older than the sweep (a reused ``hydra.sweep.dir``) do not count.
+    """
     if not sweep_dir.is_dir():
         return 0
-    return sum(1 for p in sweep_dir.rglob(".hydra") if p.is_dir() and p.parent != sweep_dir)
+    return sum(1 for p in sweep_dir.rglob(".hydra")
+               if p.is_dir() and p.parent != sweep_dir and p.stat().st_mtime >= since - 1)
 
 
 def _upload(client: Any, run_id: str, directory: Path, artifact_path: str) -> None:
