@@ -95,15 +95,17 @@ class MLflowTracker:
         self._wake.set()
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        from mlflow.entities import Metric
-
+        # On the training thread: plain tuples only; the writer builds MLflow's entities.
         now = int(time.time() * 1000)
         step = int(step)
         with self._lock:
             for key, value in metrics.items():
                 v = float(value)
-                self._metrics.append(Metric(key=clean_key(key), value=v, timestamp=now, step=step))
-                self.history.setdefault(key, []).append((step, v))
+                self._metrics.append((key, v, now, step))
+                history = self.history.get(key)
+                if history is None:
+                    history = self.history[key] = []
+                history.append((step, v))
             full = len(self._metrics) >= MAX_METRICS_PER_BATCH
         if full:
             self._wake.set()
@@ -161,11 +163,11 @@ class MLflowTracker:
 
     def flush(self) -> None:
         """Send everything buffered now (the writer thread does this on its own too)."""
-        from mlflow.entities import Param, RunTag
+        from mlflow.entities import Metric, Param, RunTag
 
         with self._send_lock:
             with self._lock:
-                metrics, self._metrics = self._metrics, []
+                pending, self._metrics = self._metrics, []
                 params, self._params = self._params, {}
                 tags, self._tags = self._tags, {}
             if params:
@@ -176,6 +178,8 @@ class MLflowTracker:
                 items = [RunTag(k, v) for k, v in tags.items()]
                 for i in range(0, len(items), MAX_TAGS_PER_BATCH):
                     self._send(tags=items[i : i + MAX_TAGS_PER_BATCH])
+            keys: dict[str, str] = {}
+            metrics = [Metric(keys.setdefault(k, clean_key(k)), v, ts, step) for k, v, ts, step in pending]
             for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):
                 self._send(metrics=metrics[i : i + MAX_METRICS_PER_BATCH])
 

@@ -2,8 +2,7 @@
 
 A real HairNet-CIFAR training loop (the model builder's ``hairnet_cifar``, channels_last,
 random CIFAR-shaped tensors) logs four metrics on *every* step, far more often than the
-engine does (once per epoch), as a worst case. Variants, interleaved over repeats so that
-machine load hits them alike:
+engine does (once per epoch), as a worst case. Variants:
 
 * ``none``: no tracking (the baseline);
 * ``mlflow``: :class:`hairlab.tracking.mlflow_tracker.MLflowTracker` on a SQLite store
@@ -11,16 +10,20 @@ machine load hits them alike:
 * ``mlflow_sync``: a synchronous ``MlflowClient.log_batch`` per step, the naive way, for
   reference.
 
-Prints one JSON object: median img/s per variant, overhead vs the baseline (goal <= 2% for
-``mlflow``), and the time the training thread itself spent inside tracking calls.
+The variants take turns every ``--block`` steps of one training loop, so changes in machine
+load hit them alike. Prints one JSON object: median img/s per variant and the throughput
+overhead vs the baseline (goal <= 2% for ``mlflow``); since throughput on a shared machine
+is noisy, also the CPU the batched tracker costs (its calls on the training thread plus its
+writer thread) relative to the CPU of the training steps, which load does not distort.
 
-    python tests/benchmarks/bench_tracking.py [--steps 20] [--repeats 3] [--batch 32]
+    python tests/benchmarks/bench_tracking.py [--steps 30] [--block 2] [--batch 32]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -69,36 +72,39 @@ def build(batch: int) -> tuple[Any, Any, Any, Any]:
     return model, opt, x, y
 
 
-def train(model: Any, opt: Any, x: Any, y: Any, steps: int, tracker: Any) -> dict[str, float]:
-    import torch
+def thread_cpu_s(native_id: int | None) -> float:
+    """CPU seconds a thread of this process has used (Linux /proc), 0 when unknown."""
+    if native_id is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    loss_fn = torch.nn.CrossEntropyLoss()
-    in_tracker = 0.0
-    start = time.perf_counter()
-    for step in range(1, steps + 1):
-        out = model(x)
-        loss = loss_fn(out, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        acc = float((out.argmax(1) == y).float().mean())
-        rate = step * x.shape[0] / (time.perf_counter() - start)
-        metrics = {"train/loss": float(loss.detach()), "train/acc": acc, "lr": 0.01, "throughput/img_s": rate}
-        t0 = time.perf_counter()
-        tracker.log_metrics(metrics, step=step)
-        in_tracker += time.perf_counter() - t0
-    elapsed = time.perf_counter() - start
+
+def step(model: Any, opt: Any, x: Any, y: Any, loss_fn: Any, tracker: Any, n: int, t_start: float
+         ) -> tuple[float, float]:
+    """One training step that logs four metrics; (wall seconds, seconds inside the tracker)."""
     t0 = time.perf_counter()
-    tracker.close("FINISHED")
-    close_s = time.perf_counter() - t0
-    return {"img_s": steps * x.shape[0] / elapsed, "in_tracker_s": in_tracker, "loop_s": elapsed,
-            "close_s": close_s}
+    out = model(x)
+    loss = loss_fn(out, y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    acc = float((out.argmax(1) == y).float().mean())
+    rate = n * x.shape[0] / max(time.perf_counter() - t_start, 1e-9)
+    metrics = {"train/loss": float(loss.detach()), "train/acc": acc, "lr": 0.01, "throughput/img_s": rate}
+    t1 = time.perf_counter()
+    tracker.log_metrics(metrics, step=n)
+    t2 = time.perf_counter()
+    return t2 - t0, t2 - t1
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=30, help="training steps per variant")
+    parser.add_argument("--block", type=int, default=2, help="consecutive steps per variant turn")
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
 
@@ -110,53 +116,71 @@ def main() -> None:
     from hairlab.tracking import store
     from hairlab.tracking.mlflow_tracker import MLflowTracker
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     model, opt, x, y = build(args.batch)
+    loss_fn = torch.nn.CrossEntropyLoss()
     tmp = Path(tempfile.mkdtemp(prefix="bench-tracking-"))
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     client = store.client(uri)
     exp = store.ensure_experiment(client, "bench", uri)
 
-    def make(kind: str) -> Any:
-        if kind == "none":
-            return NullTracker()
-        run_id = client.create_run(exp, run_name=kind).info.run_id
-        if kind == "mlflow":
-            return MLflowTracker(client, run_id, flush_interval_s=2.0, plots=False, upload_artifacts=False)
-        return SyncTracker(client, run_id)
-
-    train(model, opt, x, y, 3, NullTracker())  # warm-up: oneDNN kernels, allocator
     kinds = ["none", "mlflow", "mlflow_sync"]
-    results: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
-    for rep in range(args.repeats):
-        order = kinds if rep % 2 == 0 else kinds[::-1]
+    trackers: dict[str, Any] = {"none": NullTracker()}
+    run_ids = {k: client.create_run(exp, run_name=k).info.run_id for k in kinds[1:]}
+    trackers["mlflow"] = MLflowTracker(client, run_ids["mlflow"], flush_interval_s=2.0, plots=False,
+                                       upload_artifacts=False)
+    trackers["mlflow_sync"] = SyncTracker(client, run_ids["mlflow_sync"])
+
+    for i in range(3):  # warm-up: oneDNN kernels, allocator
+        step(model, opt, x, y, loss_fn, NullTracker(), i + 1, time.perf_counter())
+    walls: dict[str, list[float]] = {k: [] for k in kinds}
+    inside: dict[str, float] = dict.fromkeys(kinds, 0.0)
+    done = dict.fromkeys(kinds, 0)
+    start = time.perf_counter()
+    cpu0 = time.process_time()
+    turn = 0
+    # Variants take turns every `block` steps, so a change in machine load hits all of them alike.
+    while min(done.values()) < args.steps:
+        order = kinds[turn % len(kinds):] + kinds[:turn % len(kinds)]
         for kind in order:
-            results[kind].append(train(model, opt, x, y, args.steps, make(kind)))
+            for _ in range(min(args.block, args.steps - done[kind])):
+                done[kind] += 1
+                wall, in_call = step(model, opt, x, y, loss_fn, trackers[kind], done[kind], start)
+                walls[kind].append(wall)
+                inside[kind] += in_call
+        turn += 1
+    process_cpu = time.process_time() - cpu0
+    writer = trackers["mlflow"]._thread.native_id
+    writer_cpu = thread_cpu_s(writer)
+    close_s = {}
+    for kind in kinds[1:]:
+        t0 = time.perf_counter()
+        trackers[kind].close("FINISHED")
+        close_s[kind] = time.perf_counter() - t0
 
-    def median(kind: str, key: str) -> float:
-        return statistics.median(r[key] for r in results[kind])
+    def img_s(kind: str) -> float:
+        return args.batch / statistics.median(walls[kind])
 
-    base = median("none", "img_s")
+    base = img_s("none")
     report: dict[str, Any] = {
-        "benchmark": "tracking overhead (4 metrics logged every training step)",
-        "model": "hairnet_cifar", "batch": args.batch, "steps": args.steps, "repeats": args.repeats,
-        "torch_threads": torch.get_num_threads(),
-        "img_s": {k: round(median(k, "img_s"), 1) for k in kinds},
-        "img_s_all": {k: [round(r["img_s"], 1) for r in results[k]] for k in kinds},
+        "benchmark": "tracking overhead: 4 metrics logged on every training step, variants interleaved",
+        "model": "hairnet_cifar", "batch": args.batch, "steps_per_variant": args.steps, "block": args.block,
+        "torch_threads": torch.get_num_threads(), "load_avg_1m": round(os.getloadavg()[0], 2),
+        "img_s_median": {k: round(img_s(k), 2) for k in kinds},
     }
-    for kind in ("mlflow", "mlflow_sync"):
-        report[f"overhead_{kind}_pct"] = round(100 * (1 - median(kind, "img_s") / base), 2)
-        in_calls = median(kind, "in_tracker_s") / median(kind, "loop_s")
-        report[f"time_in_calls_{kind}_pct"] = round(100 * in_calls, 3)
-        report[f"per_call_{kind}_us"] = round(1e6 * median(kind, "in_tracker_s") / args.steps, 1)
-        report[f"close_{kind}_s"] = round(median(kind, "close_s"), 3)
-    report["goal"] = "overhead_mlflow_pct <= 2"
-    report["goal_met"] = report["overhead_mlflow_pct"] <= 2.0
-    # Every logged value reached the store.
-    runs = client.search_runs([exp], filter_string="attributes.run_name = 'mlflow'")
-    stored = sum(len(client.get_metric_history(r.info.run_id, "train/loss")) for r in runs)
-    report["mlflow_points_stored"] = stored
-    report["mlflow_points_expected"] = args.steps * args.repeats
+    for kind in kinds[1:]:
+        report[f"throughput_overhead_{kind}_pct"] = round(100 * (1 - img_s(kind) / base), 2)
+        report[f"per_call_{kind}_us"] = round(1e6 * inside[kind] / args.steps, 1)
+        report[f"close_{kind}_s"] = round(close_s[kind], 3)
+    # Load-independent view: CPU the batched tracker costs (calls on the training thread plus
+    # its writer thread) per unit of CPU the training of its own steps took.
+    share = process_cpu / sum(sum(w) for w in walls.values())
+    own_cpu = share * sum(walls["mlflow"])
+    report["cpu_overhead_mlflow_pct"] = round(100 * (inside["mlflow"] + writer_cpu) / own_cpu, 3)
+    report["writer_thread_cpu_s"] = round(writer_cpu, 3)
+    report["goal"] = "throughput_overhead_mlflow_pct <= 2 (noisy under load: see cpu_overhead_mlflow_pct)"
+    report["goal_met"] = report["throughput_overhead_mlflow_pct"] <= 2.0
+    stored = len(client.get_metric_history(run_ids["mlflow"], "train/loss"))
+    report["mlflow_points_stored"], report["mlflow_points_expected"] = stored, args.steps
     print(json.dumps(report))
 
 
