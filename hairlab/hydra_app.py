@@ -82,7 +82,7 @@ def run(argv: list[str], task_function: Callable[[Any], Any]) -> None:
     flags, overrides = _split_hydra_args(list(argv))
     # --info takes an optional value; keep Hydra's own parser in charge of the meaning.
     parser = get_args_parser()
-    with _errors_as_hairlab(), _hydra_full_error():
+    with _errors_as_hairlab(), _quiet_job_error_line(), _hydra_full_error():
         args = parser.parse_args(flags + _prepare_overrides(overrides))
         _run_hydra(
             args=args,
@@ -118,6 +118,42 @@ def _hydra_full_error() -> Iterator[None]:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:
             os.environ["HYDRA_FULL_ERROR"] = old
+
+
+class _DropJobErrorLine:
+    """A stderr proxy that drops Hydra's "Error executing job with overrides: [...]" line.
+
+    Hydra writes it just before re-raising a job's exception; hairlab prints its own one-line
+    error (and, for sweeps, a summary of every failed job), so the extra line is noise.
+    """
+
+    _PREFIX = "Error executing job with overrides:"
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        if text.startswith(self._PREFIX):
+            return len(text)
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _quiet_job_error_line() -> Iterator[None]:
+    import sys
+
+    if debug_enabled():
+        yield
+        return
+    original = sys.stderr
+    sys.stderr = _DropJobErrorLine(original)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stderr = original
 
 
 @contextlib.contextmanager

@@ -51,6 +51,10 @@ def test_list_with_pattern(tmp_path: Path) -> None:
         (["run", "optimizer=adamw"], "unknown optimizer option 'adamw'; available: adam, sgd"),
         (["run", "+experiment=nope"], "unknown experiment option 'nope'; available:"),
         (["run", "nosuchkey=3"], "nosuchkey"),
+        (["run", "optimizer.lr=abc", "dataset=synthetic", "tracking=local", "hw_targets=[]"],
+         "optimizer.lr='abc' is not a valid float"),
+        (["run", "model.stages.1.block=nope", "dataset=synthetic", "tracking=local", "hw_targets=[]"],
+         "unknown blocks entry 'nope'; available: conv_bn_relu"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path: Path, args: list[str], expected: str) -> None:
