@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pluggy
 
-__all__ = ["__version__", "hookimpl", "hookspec", "PROJECT"]
+__all__ = ["PROJECT", "__version__", "hookimpl", "hookspec"]
 
 __version__ = "0.1.0"
 

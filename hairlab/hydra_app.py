@@ -162,7 +162,7 @@ def _errors_as_hairlab() -> Iterator[None]:
         yield
     except (HairlabError, SystemExit, KeyboardInterrupt):
         raise
-    except Exception as exc:  # noqa: BLE001 - translated into a user-facing line below
+    except Exception as exc:
         if debug_enabled():
             raise
         raise HairlabError(describe_config_error(exc)) from exc
@@ -221,6 +221,6 @@ def describe_omegaconf_error(err: Any) -> str:
     m = re.search(r"Value '(.*)' (?:of type '\w+' )?could not be converted to (\w+)", text)
     if m:
         return f"{key}: expected {m.group(2).lower()}, got '{m.group(1)}' (fix the override {key}=...)"
-    if "not in struct" in text or "Key '" in text and "not" in text:
+    if "not in struct" in text or ("Key '" in text and "not" in text):
         return f"{key}: no such config key ({text}); `hairlab run --cfg job` shows the valid keys"
     return f"{key}: {text}"
