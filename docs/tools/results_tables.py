@@ -67,13 +67,14 @@ def _fmt(values: list[float], metric: str) -> str:
     if metric.startswith("throughput"):
         scale, digits = 1.0, 0
     mean = statistics.fmean(values) * scale
-    if len(values) == 1:
+    if len(set(values)) == 1:
         return f"{mean:.{digits}f}"
     lo, hi = min(values) * scale, max(values) * scale
     return f"{mean:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
 
 
 def table(client: Any, name: str, metrics: tuple[str, ...] = METRICS, by: tuple[str, ...] = ()) -> str:
+    """A markdown table: one row per setting, seeds folded into mean (min-max)."""
     runs = child_runs(client, name)
     keys = swept_keys(client, runs)
     extra = [k for k in ("optimizer.lr", *by)
@@ -127,12 +128,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiments", nargs="+")
     parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    parser.add_argument("--metrics", nargs="*", default=list(METRICS), help="metrics to show, when logged")
     parser.add_argument("--by", nargs="*", default=[], help="also group by these params (when they vary)")
     parser.add_argument("--scatter", type=Path, help="also write the accuracy-vs-latency PNG here")
     args = parser.parse_args()
     client = _client(args.tracking_uri)
     for name in args.experiments:
-        print(f"### {name}\n\n{table(client, name, by=tuple(args.by))}")
+        print(f"### {name}\n\n{table(client, name, tuple(args.metrics), by=tuple(args.by))}")
     if args.scatter:
         print(f"wrote {scatter(client, args.experiments, args.scatter)}")
 
