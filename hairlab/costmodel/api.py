@@ -109,13 +109,18 @@ def latency_metrics(model: Any, input_shape: tuple[int, int, int], targets: list
         if run_shape not in traced:
             traced[run_shape] = extract_layers(model, run_shape)
         report = estimate(traced[run_shape], target, input_shape=run_shape)  # type: ignore[arg-type]
-        tot = report.totals
-        prefix = f"hw/{name}"
-        metrics.update({
-            f"{prefix}/latency_s": tot["latency_per_image_s"],
-            f"{prefix}/transfer_s": tot["transfer_s"] / target.batch_size,
-            f"{prefix}/compute_s": tot["compute_s"] / target.batch_size,
-            f"{prefix}/ops": tot["ops"] / target.batch_size,
-            f"{prefix}/params": tot["params"],
-        })
+        metrics.update(report_metrics(name, report, target.batch_size))
     return metrics
+
+
+def report_metrics(name: str, report: Any, batch_size: int) -> dict[str, float]:
+    """The ``hw/<target>/...`` metrics of one report, per image (training and profile runs alike)."""
+    tot = report.totals
+    prefix = f"hw/{name}"
+    return {
+        f"{prefix}/latency_s": tot["latency_per_image_s"],
+        f"{prefix}/transfer_s": tot["transfer_s"] / batch_size,
+        f"{prefix}/compute_s": tot["compute_s"] / batch_size,
+        f"{prefix}/ops": tot["ops"] / batch_size,
+        f"{prefix}/params": tot["params"],
+    }

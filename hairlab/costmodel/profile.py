@@ -13,7 +13,7 @@ from typing import Any
 
 def profile_job(cfg: Any, tracker: Any) -> dict[str, float]:
     """Cost the configured model on the configured targets; returns the metrics logged."""
-    from hairlab.costmodel.api import target_defaults, target_from_config
+    from hairlab.costmodel.api import report_metrics, target_defaults, target_from_config
     from hairlab.costmodel.engine import estimate
     from hairlab.costmodel.layers import extract_layers
     from hairlab.costmodel.render import to_json
@@ -36,14 +36,7 @@ def profile_job(cfg: Any, tracker: Any) -> dict[str, float]:
         if run_shape not in traced:
             traced[run_shape] = extract_layers(model, run_shape)
         report = estimate(traced[run_shape], target, model=name, input_shape=run_shape)
-        tot = report.totals
-        metrics.update({
-            f"hw/{tname}/latency_s": tot["latency_per_image_s"],
-            f"hw/{tname}/transfer_s": tot["transfer_s"] / target.batch_size,
-            f"hw/{tname}/compute_s": tot["compute_s"] / target.batch_size,
-            f"hw/{tname}/ops": tot["ops"] / target.batch_size,
-            f"hw/{tname}/params": tot["params"],
-        })
+        metrics.update(report_metrics(tname, report, target.batch_size))
         if out_dir is not None:
             path = out_dir / f"hw_report_{tname}.json"
             path.write_text(to_json(report))

@@ -68,6 +68,14 @@ def scan_dir(root: Path, split_names: Iterable[str]) -> Tree:
     return tree
 
 
+def _split_and_class(member: str, wanted: set[str]) -> tuple[str, str] | None:
+    """``(split, class)`` of a ``[prefix/]<split>/<class>/<image>`` member name, else None."""
+    parts = [p for p in member.split("/") if p not in ("", ".")]
+    if len(parts) >= 3 and parts[-3] in wanted:
+        return parts[-3], parts[-2]
+    return None
+
+
 def scan_tar(archive: Path, split_names: Iterable[str]) -> Tree:
     """Find ``[prefix/]<split>/<class>/<image>`` members of a tar archive (one pass)."""
     wanted = set(split_names)
@@ -77,9 +85,9 @@ def scan_tar(archive: Path, split_names: Iterable[str]) -> Tree:
             for m in tf:
                 if not m.isfile() or not is_image_name(m.name):
                     continue
-                parts = [p for p in m.name.split("/") if p not in ("", ".")]
-                if len(parts) >= 3 and parts[-3] in wanted:
-                    found[parts[-3]][parts[-2]].append(m.name)
+                where = _split_and_class(m.name, wanted)
+                if where is not None:
+                    found[where[0]][where[1]].append(m.name)
     except ARCHIVE_ERRORS as exc:
         raise archive_error(archive, exc) from None
     tree = Tree(archive, archive=True)
@@ -158,11 +166,11 @@ def _tar_chunks(archive: Path, split_names: Iterable[str]
             for m in tf:
                 if not m.isfile() or not is_image_name(m.name):
                     continue
-                parts = [p for p in m.name.split("/") if p not in ("", ".")]
-                if len(parts) < 3 or parts[-3] not in wanted:
+                where = _split_and_class(m.name, wanted)
+                if where is None:
                     continue
                 fh = tf.extractfile(m)
-                keys.append((parts[-3], parts[-2], m.name))
+                keys.append((where[0], where[1], m.name))
                 blobs.append(fh.read() if fh is not None else b"")
                 if len(keys) == CHUNK:
                     yield keys, blobs
