@@ -128,11 +128,16 @@ def compare(
         Optional[Path], typer.Option("--plot", help="Write comparison curves (PNG) into this directory.")
     ] = None,
     tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="Store to read.")] = None,
+    group_seeds: Annotated[
+        bool, typer.Option("--group-seeds/--each-run",
+                           help="Plot the seeds of one configuration as a mean line with a min-max band.")
+    ] = True,
 ) -> None:
     """Compare the runs of an experiment: key params, final metrics, status."""
     from hairlab.commands.tracking import compare as impl
 
-    impl(experiment=experiment, sort=sort, fmt=fmt.value, plot=plot, tracking_uri=tracking_uri)
+    impl(experiment=experiment, sort=sort, fmt=fmt.value, plot=plot, tracking_uri=tracking_uri,
+         group_seeds=group_seeds)
 
 
 def entrypoint() -> None:

@@ -131,3 +131,29 @@ def test_ui_command_line(tmp_path: Path) -> None:
     assert cmd[1:4] == ["-m", "mlflow", "server"]
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--port") + 1] == "5123"
     assert cmd[cmd.index("--artifacts-destination") + 1] == str(tmp_path / "mlartifacts")
+
+
+def _fake_run(run_id: str, name: str, **params: Any) -> Any:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(info=SimpleNamespace(run_id=run_id, run_name=name),
+                           data=SimpleNamespace(params={k: str(v) for k, v in params.items()}))
+
+
+def test_seeds_of_one_configuration_share_a_line() -> None:
+    from hairlab.tracking.summary import seed_groups
+
+    runs = [_fake_run(f"id{i}", f"run{i}", **{"optimizer.name": opt, "seed": seed})
+            for i, (opt, seed) in enumerate([("adam", 0), ("adam", 1), ("sgd", 0), ("sgd", 1)])]
+    assert seed_groups(runs) == {"optimizer.name=adam": ["run0", "run1"], "optimizer.name=sgd": ["run2", "run3"]}
+
+
+def test_band_is_mean_min_max_over_shared_steps(tmp_path: Path) -> None:
+    from hairlab.tracking.plots import _band, plot_bands
+
+    steps, mean, low, high = _band([[(1, 1.0), (2, 4.0), (3, 9.0)], [(1, 3.0), (2, 2.0)]])
+    assert (steps, mean, low, high) == ([1, 2], [2.0, 3.0], [1.0, 2.0], [3.0, 4.0])
+    out = plot_bands({"a": [[(1, 1.0), (2, 2.0)], [(1, 2.0), (2, 3.0)]], "b": [[(1, 0.5)]]},
+                     tmp_path / "x.png", title="x", ylabel="val/acc")
+    assert out is not None and out.stat().st_size > 5000
+    assert plot_bands({"a": [[]]}, tmp_path / "y.png", title="y", ylabel="y") is None

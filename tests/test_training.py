@@ -162,6 +162,21 @@ def test_max_steps_spans_epochs(tmp_path: Path) -> None:
     assert [r["step"] for r in rows if "train/loss" in r] == [3, 4]
 
 
+def test_eval_every_adds_mid_epoch_points_without_changing_training(tmp_path: Path) -> None:
+    _, plain, _ = run(make_cfg(tmp_path / "a"), tmp_path / "a")
+    _, dense, _ = run(make_cfg(tmp_path / "b", eval_every=2), tmp_path / "b")
+    plain_pts = {int(r["step"]): r for r in plain if "train/loss" in r}
+    dense_pts = {int(r["step"]): r for r in dense if "train/loss" in r}
+    assert sorted(plain_pts) == [3, 6] and sorted(dense_pts) == [2, 3, 4, 6]  # 3 steps per epoch
+    assert all("val/acc" in r for r in dense_pts.values())
+    assert dense_pts[2]["epoch"] == pytest.approx(2 / 3) and dense_pts[4]["epoch"] == pytest.approx(1 + 1 / 3)
+    # evaluating mid-epoch leaves training alone: the end of the run is the same
+    assert dense_pts[6]["val/loss"] == pytest.approx(plain_pts[6]["val/loss"], rel=1e-6)
+    # each point's train loss covers the steps since the previous point
+    epoch1 = (2 * dense_pts[2]["train/loss"] + dense_pts[3]["train/loss"]) / 3
+    assert epoch1 == pytest.approx(plain_pts[3]["train/loss"], rel=1e-6)
+
+
 def test_options_schedules_smoothing_flip_and_val_split(tmp_path: Path) -> None:
     cfg = make_cfg(tmp_path, schedule="onecycle", label_smoothing=0.1, tta_flip=True, warmup=2,
                    threads=1, channels_last=False)
@@ -176,6 +191,7 @@ def test_options_schedules_smoothing_flip_and_val_split(tmp_path: Path) -> None:
 @pytest.mark.parametrize("key,value,match", [
     ("epochs", "many", r"trainer\.epochs='many' is not a valid int"),
     ("max_steps", 0, r"trainer\.max_steps must be >= 1"),
+    ("eval_every", 0, r"trainer\.eval_every must be >= 1"),
     ("schedule", "step", "constant, warmup, cosine, onecycle"),
     ("eval_split", "train", "eval_split"),
     ("device", "tpu", "trainer.device"),

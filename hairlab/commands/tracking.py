@@ -139,6 +139,7 @@ def compare(
     fmt: str = "table",
     plot: Path | None = None,
     tracking_uri: str | None = None,
+    group_seeds: bool = True,
 ) -> None:
     """Print a table of an experiment's runs (sweep parents left out)."""
     from hairlab.tracking import store, summary
@@ -171,7 +172,8 @@ def compare(
         typer.echo(summary.render(columns, rows, fmt), nl=False)
     if plot is not None:
         curves = summary.histories(client, runs, CURVE_METRICS)
-        paths = overlay_curves(curves, plot)
+        groups = summary.seed_groups(runs, preferred) if group_seeds else None
+        paths = overlay_curves(curves, plot, groups=groups)
         if not paths:
             raise HairlabError(f"no curves to plot: the runs logged none of {', '.join(CURVE_METRICS)}")
         typer.echo(f"wrote {len(paths)} plot(s) to {plot}: {', '.join(p.name for p in paths)}", err=True)

@@ -19,7 +19,25 @@ def metric_filename(metric: str) -> str:
 
 def plot_series(series: Mapping[str, Series], path: str | Path, *, title: str, ylabel: str) -> Path | None:
     """Draw each labelled ``(step, value)`` series on one axis; None when all are empty."""
-    drawable = {label: pts for label, pts in series.items() if pts}
+    return plot_bands({label: [pts] for label, pts in series.items()}, path, title=title, ylabel=ylabel)
+
+
+def _band(members: Sequence[Series]) -> tuple[list[int], list[float], list[float], list[float]]:
+    """Mean, min and max over the members at the steps every member logged."""
+    maps = [dict(m) for m in members]
+    steps = sorted(set.intersection(*(set(m) for m in maps)))
+    cols = [[m[s] for m in maps] for s in steps]
+    return steps, [sum(c) / len(c) for c in cols], [min(c) for c in cols], [max(c) for c in cols]
+
+
+def plot_bands(groups: Mapping[str, Sequence[Series]], path: str | Path, *, title: str, ylabel: str) -> Path | None:
+    """One line per label: a lone series as is, several (seeds) as their mean with a min-max band.
+
+    Seeds of one configuration drawn as one line with its spread keep a 12-run sweep readable and
+    show whether two settings' differences exceed seed noise. None when every series is empty.
+    """
+    drawable = {label: [m for m in members if m] for label, members in groups.items()}
+    drawable = {label: members for label, members in drawable.items() if members}
     if not drawable:
         return None
     import matplotlib
@@ -27,17 +45,29 @@ def plot_series(series: Mapping[str, Series], path: str | Path, *, title: str, y
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    palette = plt.get_cmap("tab10" if len(drawable) <= 10 else "tab20").colors
+    styles = ("-", "--", ":", "-.")
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     try:
-        for label, pts in sorted(drawable.items()):
-            ordered = sorted(pts)
-            ax.plot([p[0] for p in ordered], [p[1] for p in ordered], label=label,
-                    marker="o" if len(ordered) < 12 else None, markersize=3, linewidth=1.4)
+        values: list[float] = []
+        for i, (label, members) in enumerate(sorted(drawable.items())):
+            steps, mean, low, high = _band(members)
+            if not steps:  # the seeds logged at different steps: no band, the first seed's curve
+                ordered = sorted(members[0])
+                steps, mean = [p[0] for p in ordered], [p[1] for p in ordered]
+                low = high = mean
+            colour, style = palette[i % len(palette)], styles[(i // len(palette)) % len(styles)]
+            name = label if len(members) == 1 else f"{label} (mean of {len(members)}, min-max)"
+            ax.plot(steps, mean, style, color=colour, label=name, marker="o" if len(steps) < 12 else None,
+                    markersize=3, linewidth=1.4)
+            if len(members) > 1:
+                ax.fill_between(steps, low, high, color=colour, alpha=0.15, linewidth=0)
+            values.extend([*low, *high])
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
-        if ylabel.endswith("loss") and all(v > 0 for pts in drawable.values() for _, v in pts):
+        if ylabel.endswith("loss") and values and all(v > 0 for v in values):
             ax.set_yscale("log")
         ax.legend(fontsize=7, loc="best")
         fig.tight_layout()
@@ -66,13 +96,19 @@ def job_curves(history: Mapping[str, Series], directory: str | Path) -> list[Pat
 
 
 def overlay_curves(
-    runs: Mapping[str, Mapping[str, Series]], directory: str | Path, metrics: Sequence[str] = CURVE_METRICS
+    runs: Mapping[str, Mapping[str, Series]], directory: str | Path, metrics: Sequence[str] = CURVE_METRICS,
+    groups: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Path]:
-    """One PNG per metric with every run's curve overlaid (label: run name)."""
+    """One PNG per metric with every run's curve overlaid (label: run name).
+
+    ``groups`` (line label -> run labels, e.g. the seeds of one configuration) draws each group
+    as one mean line with a min-max band instead.
+    """
+    groups = groups or {label: [label] for label in runs}
     out: list[Path] = []
     for metric in metrics:
-        series = {label: hist.get(metric, ()) for label, hist in runs.items()}
-        path = plot_series(series, Path(directory) / metric_filename(metric), title=metric, ylabel=metric)
+        bands = {g: [runs[r].get(metric, ()) for r in members] for g, members in groups.items()}
+        path = plot_bands(bands, Path(directory) / metric_filename(metric), title=metric, ylabel=metric)
         if path:
             out.append(path)
     return out

@@ -57,6 +57,16 @@ def run_label(run: Any, runs: Sequence[Any]) -> str:
     return name
 
 
+def seed_groups(runs: Sequence[Any], preferred: Sequence[str] = ()) -> dict[str, list[str]]:
+    """Line label -> run labels: runs whose key parameters differ only in ``seed`` share a line."""
+    keys = [k for k in key_params(runs, preferred) if k != "seed"]
+    groups: dict[str, list[str]] = {}
+    for run in runs:
+        label = ", ".join(f"{k}={run.data.params.get(k, '-')}" for k in keys) or "all runs"
+        groups.setdefault(label, []).append(run_label(run, runs))
+    return groups
+
+
 def key_params(runs: Sequence[Any], preferred: Sequence[str] = ()) -> list[str]:
     """Parameters whose values differ between the runs (the ones being compared).
 

@@ -1,9 +1,13 @@
-"""The training loop: epochs of device-side batches, per-epoch evaluation and checkpoints.
+"""The training loop: epochs of device-side batches, evaluation points and checkpoints.
 
 Fast by default: channels_last tensors (1.3-2x on this CPU's depthwise and 1x1 convs),
 batches that are already in memory on the device, and no host sync per step: losses and
 correct counts stay on the device and are read once every ``log_every`` steps, which is also
 where divergence is detected (with the exact step, since every loss is kept until then).
+
+Curves have one point per epoch by default; ``eval_every`` adds a point every N optimizer steps
+(train loss/accuracy since the previous point, then an evaluation), so a sweep that trains for a
+fraction of an epoch on the full split still draws a curve (the paper's Figures 3 and 4).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class EngineConfig:
     eval_split: str = "auto"
     final_test: bool = True
     log_every: int = 20
+    eval_every: int | None = None
     progress: bool = True
     checkpoint: bool = True
     checkpoint_dir: str | None = None
@@ -76,6 +81,8 @@ class EngineConfig:
             raise HairlabError(f"trainer.batch_size must be >= 1, got {out.batch_size}")
         if out.log_every < 1:
             raise HairlabError(f"trainer.log_every must be >= 1, got {out.log_every}")
+        if out.eval_every is not None and out.eval_every < 1:
+            raise HairlabError(f"trainer.eval_every must be >= 1 or null, got {out.eval_every}")
         return out
 
 
@@ -234,6 +241,8 @@ class Engine:
         losses: list[Any] = []
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         loss_sum, seen, done, last_finite = 0.0, 0, 0, self._finite_loss
+        # the window since the last curve point (the whole epoch unless eval_every is set)
+        window = {"loss": 0.0, "correct": 0, "seen": 0, "steps": 0, "start": time.perf_counter()}
         self.progress.start(self.epoch, self.epochs, budget)
         start = time.perf_counter()
         for x, y in itertools.islice(batches, budget):  # never assemble a batch that will not run
@@ -260,21 +269,28 @@ class Engine:
             seen += y.shape[0]
             done += 1
             self.step += 1
-            if done % cfg.log_every == 0 or done == budget:
+            point = cfg.eval_every is not None and self.step % cfg.eval_every == 0 and done < budget
+            if done % cfg.log_every == 0 or done == budget or point:
+                before = loss_sum
                 loss_sum, last_finite = self._drain(losses, loss_sum, last_finite, self.step - len(losses))
+                window["loss"] += loss_sum - before
+                window["steps"] += len(losses)
                 losses = []
                 elapsed = time.perf_counter() - start
                 self.progress.update(done, loss_sum / done, int(correct) / max(seen, 1), seen / elapsed)
+            if point:
+                self._point(window, int(correct), seen)
         if losses:
+            before = loss_sum
             loss_sum, last_finite = self._drain(losses, loss_sum, last_finite, self.step - len(losses))
+            window["loss"] += loss_sum - before
+            window["steps"] += len(losses)
         train_s = time.perf_counter() - start
         self.progress.stop()
         self._finite_loss = last_finite
         metrics = {
             "epoch": float(self.epoch),
-            "train/loss": loss_sum / max(done, 1),
-            "train/acc": int(correct) / max(seen, 1),
-            "lr": float(sched.get_last_lr()[0]),
+            **self._window_metrics(window, int(correct), seen),
             "throughput/img_s": seen / train_s if train_s > 0 else 0.0,
         }
         if self.eval_split is not None:
@@ -290,6 +306,29 @@ class Engine:
             f"acc {metrics['train/acc']:.4f}{val}  {metrics['throughput/img_s']:,.0f} img/s  "
             f"{metrics['time/epoch_s']:.1f} s")
         return metrics
+
+    def _window_metrics(self, window: dict[str, Any], correct: int, seen: int) -> dict[str, float]:
+        """Train loss/accuracy over the window since the last curve point; starts a new window."""
+        metrics = {
+            "train/loss": window["loss"] / max(window["steps"], 1),
+            "train/acc": (correct - window["correct"]) / max(seen - window["seen"], 1),
+            "lr": float(self.scheduler.get_last_lr()[0]),
+        }
+        window.update(loss=0.0, correct=correct, seen=seen, steps=0, start=time.perf_counter())
+        return metrics
+
+    def _point(self, window: dict[str, Any], correct: int, seen: int) -> None:
+        """A mid-epoch curve point (``eval_every``): the window's train metrics and an evaluation."""
+        train_s = time.perf_counter() - window["start"]
+        images = seen - window["seen"]
+        metrics = {"epoch": self.epoch - 1 + (self.step - (self.epoch - 1) * self.steps_per_epoch)
+                   / self.steps_per_epoch, **self._window_metrics(window, correct, seen),
+                   "throughput/img_s": images / train_s if train_s > 0 else 0.0}
+        if self.eval_split is not None:
+            metrics["val/loss"], metrics["val/acc"] = self.evaluate(self.eval_split)
+        self.tracker.log_metrics(metrics, step=self.step)
+        self.history.append({**metrics, "step": float(self.step)})
+        window["start"] = time.perf_counter()  # evaluation time is not training time
 
     @staticmethod
     def _drain(losses: list[Any], loss_sum: float, last_finite: float | None, first_step: int
