@@ -49,10 +49,13 @@ def resolve_task(name: str) -> Any:
 
 def task_function(cfg: Any) -> Any:
     """Run one job of a (multi)run."""
+    from hairlab.tracking.base import NullTracker
     from hairlab.tracking.factory import create_tracker
+    from hairlab.training.distributed import world_from_env
 
     job = resolve_task(str(cfg.get("task", "train")))
-    tracker = create_tracker(cfg)
+    # under torchrun every rank runs this job; rank 0 alone owns the run
+    tracker = create_tracker(cfg) if world_from_env().main else NullTracker()
     in_sweep = getattr(tracker, "sweep", None) is not None
     status = "FAILED"
     try:

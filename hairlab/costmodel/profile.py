@@ -25,8 +25,9 @@ def profile_job(cfg: Any, tracker: Any) -> dict[str, float]:
     targets: dict[str, Any] = {str(t): None for t in cfg.get("hw_targets") or []}
     if cfg.get("hardware") is not None:
         targets[str(cfg.hardware.name)] = cfg.hardware  # the composed config, overrides included
-    tracker.log_params({"task": "profile", "model": name, "input_shape": list(shape),
-                        "hw_targets": ",".join(targets)})
+    # under profile.*: the flattened job config already holds task, hw_targets and model.*
+    tracker.log_params({"profile.model": name, "profile.input_shape": list(shape),
+                        "profile.targets": ",".join(targets)})
     metrics: dict[str, float] = {"model/params": float(count_parameters(model))}
     out_dir = _output_dir()
     traced: dict[tuple[int, ...], Any] = {}

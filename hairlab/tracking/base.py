@@ -62,6 +62,20 @@ class LocalTracker:
         self._metrics.close()
 
 
+class NullTracker:
+    """Records nothing: the tracker of data-parallel ranks other than 0, which own no run."""
+
+    def log_params(self, params: Mapping[str, Any]) -> None: ...
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+
+    def set_tags(self, tags: Mapping[str, str]) -> None: ...
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
+
+    def close(self, status: str = "FINISHED") -> None: ...
+
+
 def read_metrics(directory: str | Path) -> list[dict[str, float]]:
     """Rows of a job's ``metrics.jsonl`` (tests and reports)."""
     path = Path(directory) / "metrics.jsonl"

@@ -62,9 +62,10 @@ class SweepCallback(Callback):
     # -- Hydra hooks ---------------------------------------------------------------------
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         from hairlab.tracking.factory import tracking_settings
+        from hairlab.training.distributed import world_from_env
 
-        if tracking_settings(config)["backend"] != "mlflow":
-            return
+        if tracking_settings(config)["backend"] != "mlflow" or not world_from_env().main:
+            return  # under torchrun, rank 0 alone owns the sweep's parent run
         try:
             self._start(config)
         except BaseException as exc:

@@ -22,6 +22,7 @@ from typing import Any
 
 from hairlab.errors import HairlabError, TrainingDiverged
 from hairlab.training import checkpoint as ckpt
+from hairlab.training.distributed import World, all_sum, wrap
 from hairlab.training.progress import EpochProgress
 from hairlab.training.runtime import amp_dtype
 from hairlab.training.schedules import make_scheduler
@@ -105,7 +106,7 @@ class Engine:
 
     def __init__(self, model: Any, optimizer: Any, data: Any, cfg: EngineConfig, tracker: Any, *,
                  device: Any, seed: int, checkpoint_dir: Path | None, progress: EpochProgress | None = None,
-                 on_epoch_end: Callable[[int], None] | None = None) -> None:
+                 on_epoch_end: Callable[[int], None] | None = None, world: World | None = None) -> None:
         import torch
 
         self.torch = torch
@@ -113,6 +114,8 @@ class Engine:
         self.device = device
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model.to(device=device, memory_format=self.memory_format)
+        self.world = world or World()
+        self.train_model = wrap(self.model, self.world, device)  # DDP under torchrun, else the model
         self.generator = torch.Generator().manual_seed(seed)
         self.dtype = amp_dtype(cfg.amp, device)
         self.scaler = torch.amp.GradScaler(device.type) if self.dtype == torch.float16 else None
@@ -200,7 +203,7 @@ class Engine:
             self.tracker.log_metrics({k: v for k, v in row.items() if k != "step"}, step=int(row["step"]))
 
     def _save(self) -> str | None:
-        if not self.cfg.checkpoint or self.checkpoint_dir is None:
+        if not self.cfg.checkpoint or self.checkpoint_dir is None or not self.world.main:
             return None
         return str(ckpt.save(self.checkpoint_dir / ckpt.LAST, self.state()))
 
@@ -234,7 +237,7 @@ class Engine:
     def _epoch(self) -> dict[str, float]:
         torch = self.torch
         cfg = self.cfg
-        model, opt, sched = self.model, self.optimizer, self.scheduler
+        model, opt, sched = self.train_model, self.optimizer, self.scheduler
         model.train()
         budget = min(self.steps_per_epoch, self.total_steps - self.step)
         batches = self._batches("train", cfg.batch_size, train=True)
@@ -246,7 +249,10 @@ class Engine:
         self.progress.start(self.epoch, self.epochs, budget)
         start = time.perf_counter()
         for x, y in itertools.islice(batches, budget):  # never assemble a batch that will not run
-            x = x.contiguous(memory_format=self.memory_format)
+            full = y.shape[0]
+            if full < self.world.size:  # a last batch too small to give every rank an example
+                continue
+            x, y = self.world.shard(x.contiguous(memory_format=self.memory_format), y)
             with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
                 out = model(x)
                 loss = self.criterion(out, y)
@@ -266,7 +272,7 @@ class Engine:
             sched.step()
             losses.append(loss.detach())
             correct += (out.detach().argmax(1) == y).sum()
-            seen += y.shape[0]
+            seen += full
             done += 1
             self.step += 1
             point = cfg.eval_every is not None and self.step % cfg.eval_every == 0 and done < budget
@@ -277,9 +283,10 @@ class Engine:
                 window["steps"] += len(losses)
                 losses = []
                 elapsed = time.perf_counter() - start
-                self.progress.update(done, loss_sum / done, int(correct) / max(seen, 1), seen / elapsed)
+                hits = self._count(correct)
+                self.progress.update(done, loss_sum / done, hits / max(seen, 1), seen / elapsed)
             if point:
-                self._point(window, int(correct), seen)
+                self._point(window, hits, seen)
         if losses:
             before = loss_sum
             loss_sum, last_finite = self._drain(losses, loss_sum, last_finite, self.step - len(losses))
@@ -290,7 +297,7 @@ class Engine:
         self._finite_loss = last_finite
         metrics = {
             "epoch": float(self.epoch),
-            **self._window_metrics(window, int(correct), seen),
+            **self._window_metrics(window, self._count(correct), seen),
             "throughput/img_s": seen / train_s if train_s > 0 else 0.0,
         }
         if self.eval_split is not None:
@@ -330,13 +337,21 @@ class Engine:
         self.history.append({**metrics, "step": float(self.step)})
         window["start"] = time.perf_counter()  # evaluation time is not training time
 
-    @staticmethod
-    def _drain(losses: list[Any], loss_sum: float, last_finite: float | None, first_step: int
+    def _count(self, correct: Any) -> int:
+        """Correct predictions so far, over every rank."""
+        return int(all_sum(correct.clone(), self.world))
+
+    def _drain(self, losses: list[Any], loss_sum: float, last_finite: float | None, first_step: int
                ) -> tuple[float, float | None]:
-        """Read the pending losses from the device (one sync); raise at the first non-finite one."""
+        """Read the pending losses from the device (one sync); raise at the first non-finite one.
+
+        Under torchrun each value is the mean over the ranks, so every rank sees the same losses
+        and stops at the same step when one is non-finite.
+        """
         import torch
 
-        values = torch.stack(losses).float().tolist()
+        stacked = torch.stack(losses).float()
+        values = (all_sum(stacked, self.world) / self.world.size).tolist()
         for i, value in enumerate(values):
             if not math.isfinite(value):
                 raise TrainingDiverged(first_step + i + 1, last_finite)
@@ -349,23 +364,26 @@ class Engine:
         model = self.model
         model.eval()
         batch = self.cfg.eval_batch_size or 2 * self.cfg.batch_size
-        total_loss = torch.zeros((), dtype=torch.float64, device=self.device)
-        correct = torch.zeros((), dtype=torch.int64, device=self.device)
-        n = 0
+        # loss sum, correct count, example count; summed over the ranks, each of which
+        # evaluates its slice of every batch
+        totals = torch.zeros(3, dtype=torch.float64, device=self.device)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype,
                                                     enabled=self.dtype is not None):
             for x, y in self._batches(split, batch, train=False):
-                x = x.contiguous(memory_format=self.memory_format)
+                x, y = self.world.shard(x.contiguous(memory_format=self.memory_format), y)
+                if y.shape[0] == 0:
+                    continue
                 logits = model(x).float()
                 if self.cfg.tta_flip:
                     logits = (logits + model(x.flip(3)).float()) / 2
-                total_loss += torch.nn.functional.cross_entropy(logits, y, reduction="sum")
-                correct += (logits.argmax(1) == y).sum()
-                n += y.shape[0]
+                totals[0] += torch.nn.functional.cross_entropy(logits, y, reduction="sum")
+                totals[1] += (logits.argmax(1) == y).sum()
+                totals[2] += y.shape[0]
         model.train()
+        total_loss, correct, n = all_sum(totals, self.world).tolist()
         if n == 0:
             return float("nan"), float("nan")
-        return float(total_loss) / n, int(correct) / n
+        return total_loss / n, int(correct) / n
 
 
 def _accepts(fn: Any, name: str) -> bool:

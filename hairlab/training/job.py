@@ -96,6 +96,7 @@ def train_job(cfg: Any, tracker: Any) -> dict[str, Any]:
     """Train the configured model; returns the final metrics and how the run ended."""
     from hairlab.models import build_model, count_parameters
     from hairlab.training import checkpoint as ckpt
+    from hairlab.training.distributed import setup, world_from_env
     from hairlab.training.engine import Engine, EngineConfig
     from hairlab.training.progress import EpochProgress
     from hairlab.training.runtime import resolve_device, seed_everything, set_threads
@@ -103,7 +104,8 @@ def train_job(cfg: Any, tracker: Any) -> dict[str, Any]:
     ecfg = EngineConfig.from_mapping(_plain(cfg.get("trainer")))
     seed = int(cfg.get("seed", 0))
     threads = set_threads(ecfg.threads)
-    device = resolve_device(ecfg.device)
+    world = world_from_env()
+    device = setup(world, resolve_device(ecfg.device))
     seed_everything(seed, deterministic=ecfg.deterministic)
 
     data = build_data(_plain(cfg.get("dataset")))
@@ -112,18 +114,19 @@ def train_job(cfg: Any, tracker: Any) -> dict[str, Any]:
 
     params = count_parameters(model)
     tracker.log_params({f"data.{k}": _param(v) for k, v in data.info().items()})
-    tracker.set_tags({"device": str(device), "threads": str(threads)})
+    tracker.set_tags({"device": str(device), "threads": str(threads), "world_size": str(world.size)})
     first = {"model/params": float(params)}
     targets = [str(t) for t in cfg.get("hw_targets") or []]
     first.update(hardware_metrics(model, tuple(data.input_shape), targets))
     tracker.log_metrics(first, step=0)
 
     directory = Path(ecfg.checkpoint_dir) if ecfg.checkpoint_dir else job_dir(tracker) / "checkpoints"
-    progress = EpochProgress(ecfg.progress)
+    progress = EpochProgress(ecfg.progress and world.main)
     engine = Engine(model, optimizer, data, ecfg, tracker, device=device, seed=seed, checkpoint_dir=directory,
-                    progress=progress)
+                    progress=progress, world=world)
+    ranks = f" x {world.size} processes" if world.size > 1 else ""
     progress.summary(
-        f"{model.name}: {params:,} parameters on {device} ({threads} threads); {data.name}: "
+        f"{model.name}: {params:,} parameters on {device} ({threads} threads){ranks}; {data.name}: "
         f"{data.num_examples('train'):,} training examples, evaluated on {engine.eval_split or 'nothing'}; "
         f"{engine.total_steps:,} steps of {ecfg.batch_size}")
     if ecfg.resume not in (None, "", False):
