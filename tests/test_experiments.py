@@ -18,7 +18,7 @@ from conftest import REPO
 
 EXPERIMENTS = sorted((REPO / "conf" / "experiment").glob("*.yaml"))
 #: Swept keys that vary the budget or the repetition, not the setting being compared.
-NOT_A_COMPARISON = {"seed", "trainer.epochs"}
+NOT_A_COMPARISON = {"seed", "trainer.epochs", "trainer.max_steps"}
 #: Small, fast stand-ins for the real data and schedule (one optimizer step per job).
 SMOKE = ["dataset=synthetic", "dataset.train_size=16", "dataset.test_size=16", "trainer.max_steps=1",
          "trainer.batch_size=8", "trainer.progress=false", "trainer.checkpoint=false"]
@@ -103,6 +103,9 @@ def _smoke_overrides(path: Path) -> tuple[list[str], int]:
     cfg = _compose(path.stem, [])
     if cfg.task == "train":
         overrides += SMOKE
+        if first == "trainer.max_steps":  # a sweep over budgets keeps its jobs, at 1, 2, ... steps
+            overrides = [o for o in overrides if not o.startswith("trainer.max_steps=")]
+            overrides.append("trainer.max_steps=" + ",".join(str(i + 1) for i in range(len(sweep[first]))))
         if cfg.trainer.eval_split == "val" or cfg.dataset.get("val_size"):
             overrides.append("dataset.val_size=8")
     return overrides, len(sweep[first])
