@@ -99,11 +99,11 @@ def train_job(cfg: Any, tracker: Any) -> dict[str, Any]:
     from hairlab.training.distributed import setup, world_from_env
     from hairlab.training.engine import Engine, EngineConfig
     from hairlab.training.progress import EpochProgress
-    from hairlab.training.runtime import resolve_device, seed_everything, set_threads
+    from hairlab.training.runtime import default_threads, resolve_device, seed_everything, set_threads
 
     ecfg = EngineConfig.from_mapping(_plain(cfg.get("trainer")))
     seed = int(cfg.get("seed", 0))
-    threads = set_threads(ecfg.threads)
+    threads = set_threads(ecfg.threads if ecfg.threads is not None else default_threads())
     world = world_from_env()
     device = setup(world, resolve_device(ecfg.device))
     seed_everything(seed, deterministic=ecfg.deterministic)
