@@ -137,6 +137,7 @@ class Engine:
         self.epoch = 0
         self.history: list[dict[str, float]] = []
         self._finite_loss: float | None = None
+        self._eval_s = 0.0
 
     # -- setup helpers ---------------------------------------------------------------------------
     def _epoch_len(self) -> int:
@@ -248,6 +249,7 @@ class Engine:
         window = {"loss": 0.0, "correct": 0, "seen": 0, "steps": 0, "start": time.perf_counter()}
         self.progress.start(self.epoch, self.epochs, budget)
         start = time.perf_counter()
+        self._eval_s = 0.0  # mid-epoch evaluation time, kept out of the training rate
         for x, y in itertools.islice(batches, budget):  # never assemble a batch that will not run
             full = y.shape[0]
             if full < self.world.size:  # a last batch too small to give every rank an example
@@ -282,7 +284,7 @@ class Engine:
                 window["loss"] += loss_sum - before
                 window["steps"] += len(losses)
                 losses = []
-                elapsed = time.perf_counter() - start
+                elapsed = time.perf_counter() - start - self._eval_s
                 hits = self._count(correct)
                 self.progress.update(done, loss_sum / done, hits / max(seen, 1), seen / elapsed)
             if point:
@@ -292,7 +294,7 @@ class Engine:
             loss_sum, last_finite = self._drain(losses, loss_sum, last_finite, self.step - len(losses))
             window["loss"] += loss_sum - before
             window["steps"] += len(losses)
-        train_s = time.perf_counter() - start
+        train_s = time.perf_counter() - start - self._eval_s
         self.progress.stop()
         self._finite_loss = last_finite
         metrics = {
@@ -331,11 +333,13 @@ class Engine:
         metrics = {"epoch": self.epoch - 1 + (self.step - (self.epoch - 1) * self.steps_per_epoch)
                    / self.steps_per_epoch, **self._window_metrics(window, correct, seen),
                    "throughput/img_s": images / train_s if train_s > 0 else 0.0}
+        began = time.perf_counter()
         if self.eval_split is not None:
             metrics["val/loss"], metrics["val/acc"] = self.evaluate(self.eval_split)
         self.tracker.log_metrics(metrics, step=self.step)
         self.history.append({**metrics, "step": float(self.step)})
         window["start"] = time.perf_counter()  # evaluation time is not training time
+        self._eval_s += window["start"] - began
 
     def _count(self, correct: Any) -> int:
         """Correct predictions so far, over every rank."""
