@@ -146,6 +146,11 @@ def test_seeds_of_one_configuration_share_a_line() -> None:
     runs = [_fake_run(f"id{i}", f"run{i}", **{"optimizer.name": opt, "seed": seed})
             for i, (opt, seed) in enumerate([("adam", 0), ("adam", 1), ("sgd", 0), ("sgd", 1)])]
     assert seed_groups(runs) == {"optimizer.name=adam": ["run0", "run1"], "optimizer.name=sgd": ["run2", "run3"]}
+    # timings that differ per run (data.load_s) do not split a group; the sweep's keys name it
+    for i, run in enumerate(runs):
+        run.data.params.update({"data.load_s": str(0.2 + i / 10), "optimizer.lr": str(i // 2)})
+    assert list(seed_groups(runs, ["optimizer.name", "seed"])) == ["optimizer.name=adam", "optimizer.name=sgd"]
+    assert list(seed_groups(runs)) == ["optimizer.lr=0, optimizer.name=adam", "optimizer.lr=1, optimizer.name=sgd"]
 
 
 def test_band_is_mean_min_max_over_shared_steps(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def plot_bands(groups: Mapping[str, Sequence[Series]], path: str | Path, *, titl
 
     palette = plt.get_cmap("tab10" if len(drawable) <= 10 else "tab20").colors
     styles = ("-", "--", ":", "-.")
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    fig, ax = plt.subplots(figsize=(9, 4.2), dpi=100)
     try:
         values: list[float] = []
         for i, (label, members) in enumerate(sorted(drawable.items())):
@@ -69,7 +69,7 @@ def plot_bands(groups: Mapping[str, Sequence[Series]], path: str | Path, *, titl
         ax.grid(True, alpha=0.3)
         if ylabel.endswith("loss") and values and all(v > 0 for v in values):
             ax.set_yscale("log")
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # never over a curve
         fig.tight_layout()
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ HIGHER_IS_BETTER = ("acc", "throughput", "img_s")
 MAX_PARAM_COLUMNS = 8
 PARENT_TAG = "hairlab.sweep_parent"
 #: Parameters that differ between runs but say nothing about the setting compared.
-_NOISE_PARAMS = ("dataset.root", "trainer.output_dir")
+_NOISE_PARAMS = ("dataset.root", "trainer.output_dir", "data.load_s")
 
 
 def outcome(run: Any) -> str:
@@ -58,8 +58,13 @@ def run_label(run: Any, runs: Sequence[Any]) -> str:
 
 
 def seed_groups(runs: Sequence[Any], preferred: Sequence[str] = ()) -> dict[str, list[str]]:
-    """Line label -> run labels: runs whose key parameters differ only in ``seed`` share a line."""
-    keys = [k for k in key_params(runs, preferred) if k != "seed"]
+    """Line label -> run labels: runs whose key parameters differ only in ``seed`` share a line.
+
+    The label names the sweep's own keys (``preferred``) when there are any, else every
+    parameter that varies.
+    """
+    varying = key_params(runs, preferred)
+    keys = [k for k in preferred if k in varying and k != "seed"] or [k for k in varying if k != "seed"]
     groups: dict[str, list[str]] = {}
     for run in runs:
         label = ", ".join(f"{k}={run.data.params.get(k, '-')}" for k in keys) or "all runs"
