@@ -67,7 +67,8 @@ def plot_bands(groups: Mapping[str, Sequence[Series]], path: str | Path, *, titl
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
-        if ylabel.endswith("loss") and values and all(v > 0 for v in values):
+        # a log axis only where losses span a decade or so (divergence, long runs)
+        if ylabel.endswith("loss") and values and min(values) > 0 and max(values) / min(values) > 5:
             ax.set_yscale("log")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # never over a curve
         fig.tight_layout()
