@@ -106,7 +106,8 @@ def scatter(client: Any, names: list[str], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     try:
         for name in names:
-            runs = [r for r in child_runs(client, name) if LATENCY in r.data.metrics]
+            runs = [r for r in child_runs(client, name)
+                    if LATENCY in r.data.metrics and r.info.status == "FINISHED"]  # not killed midway
             pts = [(r.data.metrics[LATENCY] * 1e3,
                     r.data.metrics.get("test/acc", r.data.metrics.get("val/acc"))) for r in runs]
             pts = [(x, y * 100) for x, y in pts if y is not None]
