@@ -81,13 +81,15 @@ def table(client: Any, name: str, metrics: tuple[str, ...] = METRICS, by: tuple[
              if k not in keys and len({r.data.params.get(k) for r in runs}) > 1]
     groups: dict[tuple[str, ...], list[Any]] = defaultdict(list)
     for run in runs:
-        groups[tuple(run.data.params.get(k, "") for k in keys + extra)].append(run)
+        # a killed or failed run is its own row: its metrics stop early and must not be averaged in
+        state = "FINISHED" if run.info.status == "FINISHED" else outcome(run)
+        groups[(*(run.data.params.get(k, "") for k in keys + extra), state)].append(run)
     present = [m for m in metrics if any(m in r.data.metrics for r in runs)]
     head = [*keys, *extra, "seeds", "outcome", *present, "wall min/run"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for group, members in groups.items():
         outcomes = sorted({outcome(r) for r in members})
-        cells = [*group, str(len(members)), ", ".join(outcomes)]
+        cells = [*group[:-1], str(len(members)), ", ".join(outcomes)]
         for m in present:
             cells.append(_fmt([r.data.metrics[m] for r in members if m in r.data.metrics], m))
         walls = [(r.info.end_time - r.info.start_time) / 60000 for r in members if r.info.end_time]
