@@ -245,8 +245,9 @@ class Engine:
         losses: list[Any] = []
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         loss_sum, seen, done, last_finite = 0.0, 0, 0, self._finite_loss
-        # the window since the last curve point (the whole epoch unless eval_every is set)
-        window = {"loss": 0.0, "correct": 0, "seen": 0, "steps": 0, "start": time.perf_counter()}
+        # the epoch's running totals when the current curve window began (the whole epoch
+        # unless eval_every is set); a window's metrics are the differences
+        window = {"loss": 0.0, "steps": 0, "correct": 0, "seen": 0, "start": time.perf_counter()}
         self.progress.start(self.epoch, self.epochs, budget)
         start = time.perf_counter()
         self._eval_s = 0.0  # mid-epoch evaluation time, kept out of the training rate
@@ -279,27 +280,21 @@ class Engine:
             self.step += 1
             point = cfg.eval_every is not None and self.step % cfg.eval_every == 0 and done < budget
             if done % cfg.log_every == 0 or done == budget or point:
-                before = loss_sum
                 loss_sum, last_finite = self._drain(losses, loss_sum, last_finite, self.step - len(losses))
-                window["loss"] += loss_sum - before
-                window["steps"] += len(losses)
                 losses = []
                 elapsed = time.perf_counter() - start - self._eval_s
                 hits = self._count(correct)
                 self.progress.update(done, loss_sum / done, hits / max(seen, 1), seen / elapsed)
             if point:
-                self._point(window, hits, seen)
+                self._point(window, loss_sum, done, hits, seen)
         if losses:
-            before = loss_sum
             loss_sum, last_finite = self._drain(losses, loss_sum, last_finite, self.step - len(losses))
-            window["loss"] += loss_sum - before
-            window["steps"] += len(losses)
         train_s = time.perf_counter() - start - self._eval_s
         self.progress.stop()
         self._finite_loss = last_finite
         metrics = {
             "epoch": float(self.epoch),
-            **self._window_metrics(window, self._count(correct), seen),
+            **self._window_metrics(window, loss_sum, done, self._count(correct), seen),
             "throughput/img_s": seen / train_s if train_s > 0 else 0.0,
         }
         if self.eval_split is not None:
@@ -316,22 +311,23 @@ class Engine:
             f"{metrics['time/epoch_s']:.1f} s")
         return metrics
 
-    def _window_metrics(self, window: dict[str, Any], correct: int, seen: int) -> dict[str, float]:
-        """Train loss/accuracy over the window since the last curve point; starts a new window."""
+    def _window_metrics(self, window: dict[str, Any], loss_sum: float, steps: int, correct: int,
+                        seen: int) -> dict[str, float]:
+        """Train loss/accuracy since the window began (the epoch's running totals); starts the next."""
         metrics = {
-            "train/loss": window["loss"] / max(window["steps"], 1),
+            "train/loss": (loss_sum - window["loss"]) / max(steps - window["steps"], 1),
             "train/acc": (correct - window["correct"]) / max(seen - window["seen"], 1),
             "lr": float(self.scheduler.get_last_lr()[0]),
         }
-        window.update(loss=0.0, correct=correct, seen=seen, steps=0, start=time.perf_counter())
+        window.update(loss=loss_sum, steps=steps, correct=correct, seen=seen, start=time.perf_counter())
         return metrics
 
-    def _point(self, window: dict[str, Any], correct: int, seen: int) -> None:
+    def _point(self, window: dict[str, Any], loss_sum: float, steps: int, correct: int, seen: int) -> None:
         """A mid-epoch curve point (``eval_every``): the window's train metrics and an evaluation."""
         train_s = time.perf_counter() - window["start"]
         images = seen - window["seen"]
-        metrics = {"epoch": self.epoch - 1 + (self.step - (self.epoch - 1) * self.steps_per_epoch)
-                   / self.steps_per_epoch, **self._window_metrics(window, correct, seen),
+        metrics = {"epoch": self.step / self.steps_per_epoch,
+                   **self._window_metrics(window, loss_sum, steps, correct, seen),
                    "throughput/img_s": images / train_s if train_s > 0 else 0.0}
         began = time.perf_counter()
         if self.eval_split is not None:
