@@ -34,7 +34,9 @@ def child_runs(client: Any, name: str) -> list[Any]:
     if exp is None:
         raise SystemExit(f"no MLflow experiment '{name}' in this store")
     runs = client.search_runs([exp.experiment_id], max_results=5000, order_by=["attributes.start_time ASC"])
-    return [r for r in runs if r.data.tags.get("hairlab.sweep_parent") != "true"]
+    from hairlab.tracking.summary import is_parent
+
+    return [r for r in runs if not is_parent(r)]
 
 
 def swept_keys(client: Any, runs: list[Any]) -> list[str]:
@@ -53,9 +55,11 @@ def swept_keys(client: Any, runs: list[Any]) -> list[str]:
 
 
 def outcome(run: Any) -> str:
-    if str(run.data.tags.get("diverged", "")).lower() == "true":
-        return f"DIVERGED@{run.data.tags.get('diverged_step', '?')}"
-    return str(run.info.status)
+    """hairlab's outcome of a run, with the step for a diverged one."""
+    from hairlab.tracking.summary import outcome as base
+
+    state = base(run)
+    return f"{state}@{run.data.tags.get('diverged_step', '?')}" if state == "DIVERGED" else state
 
 
 def _fmt(values: list[float], metric: str) -> str:
