@@ -220,6 +220,11 @@ class Engine:
                 last = self._save() or last
                 if self.on_epoch_end is not None:
                     self.on_epoch_end(self.epoch)
+            if self.cfg.final_test and self.eval_split == "val" and self.data.num_examples("test"):
+                loss, acc = self.evaluate("test")
+                metrics = {**metrics, "test/loss": loss, "test/acc": acc}
+                self.tracker.log_metrics({"test/loss": loss, "test/acc": acc}, step=self.step)
+                self._check_eval("test/loss", loss)
         except TrainingDiverged as exc:
             self.progress.stop()
             tags = {"diverged": "true", "diverged_step": str(exc.step),
@@ -229,10 +234,6 @@ class Engine:
                                   f"(last finite loss {exc.last_finite_loss})")
             return Outcome("diverged", self.epoch, exc.step, metrics, self.history, last,
                            exc.step, exc.last_finite_loss)
-        if self.cfg.final_test and self.eval_split == "val" and self.data.num_examples("test"):
-            loss, acc = self.evaluate("test")
-            metrics = {**metrics, "test/loss": loss, "test/acc": acc}
-            self.tracker.log_metrics({"test/loss": loss, "test/acc": acc}, step=self.step)
         return Outcome("finished", self.epoch, self.step, metrics, self.history, last)
 
     def _epoch(self) -> dict[str, float]:
@@ -302,6 +303,8 @@ class Engine:
             metrics.update({"val/loss": val_loss, "val/acc": val_acc})
         metrics["time/epoch_s"] = time.perf_counter() - start
         self.tracker.log_metrics(metrics, step=self.step)
+        if self.eval_split is not None:
+            self._check_eval("val/loss", metrics["val/loss"])
         metrics["step"] = float(self.step)
         val = (f"  {self.eval_split} loss {metrics['val/loss']:.4f} acc {metrics['val/acc']:.4f}"
                if self.eval_split else "")
@@ -334,6 +337,8 @@ class Engine:
             metrics["val/loss"], metrics["val/acc"] = self.evaluate(self.eval_split)
         self.tracker.log_metrics(metrics, step=self.step)
         self.history.append({**metrics, "step": float(self.step)})
+        if "val/loss" in metrics:
+            self._check_eval("val/loss", metrics["val/loss"])
         window["start"] = time.perf_counter()  # evaluation time is not training time
         self._eval_s += window["start"] - began
 
@@ -357,6 +362,13 @@ class Engine:
                 raise TrainingDiverged(first_step + i + 1, last_finite)
             last_finite = value
         return loss_sum + sum(values), last_finite
+
+    def _check_eval(self, metric: str, value: float) -> None:
+        """Divergence means any non-finite loss: an evaluation loss of NaN/inf ends the fit
+        as diverged too (after it was logged), so such a run is never ranked as a result."""
+        if not math.isfinite(value):
+            self.tracker.set_tags({"diverged_metric": metric})
+            raise TrainingDiverged(self.step, self._finite_loss)
 
     def evaluate(self, split: str) -> tuple[float, float]:
         """Mean cross-entropy (without label smoothing) and accuracy on ``split``."""
