@@ -45,8 +45,11 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The full suite, slow real-data tests included (pass `-- -m "not slow"` for the fast set)."""
-    _install(session, "dev")
+    """The full suite, slow real-data tests included (pass `-- -m "not slow"` for the fast set).
+
+    The `slurm` extra brings submitit, whose local executor the fault suite sweeps with.
+    """
+    _install(session, "dev", "slurm")
     args = session.posargs or ["-m", "not e2e"]
     session.run("pytest", *args, env=_data_env())
 
