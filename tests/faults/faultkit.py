@@ -130,21 +130,25 @@ def group_alive(pgid: int) -> bool:
 
 
 def start(args: Sequence[str], cwd: Path, *, env: dict[str, str] | None = None, command: str = "run",
-          name: str = "hairlab", preexec_fn: Callable[[], None] | None = None) -> Hairlab:
-    """Start ``python -m hairlab COMMAND ARGS`` in ``cwd`` as a new session; output to a log file."""
+          name: str = "hairlab", prefix: Sequence[str] = (), log_dir: Path | None = None) -> Hairlab:
+    """Start ``python -m hairlab COMMAND ARGS`` in ``cwd`` as a new session; output to a log file.
+
+    ``prefix`` goes before the interpreter (e.g. :func:`plain_user_prefix`); the log goes to
+    ``log_dir`` (default ``cwd``, which a read-only test cannot use).
+    """
     cwd.mkdir(parents=True, exist_ok=True)
-    log = cwd / f"{name}-{time.monotonic_ns()}.log"
+    log = (log_dir or cwd) / f"{name}-{time.monotonic_ns()}.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "hairlab", command, *args], cwd=cwd,
+        proc = subprocess.Popen([*prefix, sys.executable, "-m", "hairlab", command, *args], cwd=cwd,
                                 env=env or child_env(), stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=preexec_fn)
+                                stdin=subprocess.DEVNULL, start_new_session=True)
     return Hairlab(list(args), cwd, proc, log)
 
 
 def run(args: Sequence[str], cwd: Path, *, env: dict[str, str] | None = None, command: str = "run",
-        timeout: float = 300) -> tuple[int, str]:
+        timeout: float = 300, prefix: Sequence[str] = (), log_dir: Path | None = None) -> tuple[int, str]:
     """Run ``hairlab COMMAND ARGS`` to the end; returns (status, combined output)."""
-    job = start(args, cwd, env=env, command=command)
+    job = start(args, cwd, env=env, command=command, prefix=prefix, log_dir=log_dir)
     code = job.wait(timeout)
     return code, job.output()
 
@@ -285,10 +289,15 @@ def assert_one_finished_per_key(runs: Sequence[Any], keys: int | None = None) ->
     return counts
 
 
-# -- running as somebody else (root's DAC override dropped) -------------------------------------
-def setpriv_prefix() -> list[str] | None:
-    """``setpriv`` arguments that run a command as ``nobody`` when we are root, [] when we are not
-    root, None when we are root without ``setpriv`` (then the test must skip)."""
+# -- running without root's override of file permissions ---------------------------------------
+def plain_user_prefix() -> list[str] | None:
+    """argv prefix under which read-only files and directories are read-only to the command.
+
+    Not root: [] (permissions already apply). Root: ``setpriv`` dropping CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH from the bounding set, so root obeys mode bits like any user (a switch
+    to ``nobody`` would not reach an interpreter installed under /root). None when that is not
+    possible here (no setpriv, or no CAP_SETPCAP): the test must skip.
+    """
     import shutil
 
     if os.geteuid() != 0:
@@ -296,4 +305,6 @@ def setpriv_prefix() -> list[str] | None:
     tool = shutil.which("setpriv")
     if tool is None:
         return None
-    return [tool, "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    prefix = [tool, "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all", "--"]
+    probe = subprocess.run([*prefix, "true"], capture_output=True)
+    return prefix if probe.returncode == 0 else None
