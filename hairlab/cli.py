@@ -69,8 +69,12 @@ def hw_report(
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report to FILE.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a roofline chart (PNG) to FILE.")] = None,
+    compare_reference: Annotated[
+        bool, typer.Option("--compare-reference",
+                           help="Show the report beside the printed table the target reproduces, cell by cell.")
+    ] = False,
     compare_paper: Annotated[
-        bool, typer.Option("--compare-paper", help="Show the faithful mode beside the paper's appendix.")
+        bool, typer.Option("--compare-paper", hidden=True, help="Deprecated: --compare-reference.")
     ] = False,
     measure: Annotated[
         bool, typer.Option("--measure", help="Also time the model on the local device, per layer.")
@@ -82,27 +86,38 @@ def hw_report(
     model=hairnet_imagenet hardware=paper2012 hardware.mode=faithful
     """
     from hairlab.commands.hw_report import hw_report as impl
+    from hairlab.plugin_manager import get_host
 
-    impl(list(ctx.args), fmt=fmt.value, output=output, plot=plot, compare_paper=compare_paper, measure=measure)
+    if compare_paper:
+        typer.echo("hairlab: warning: --compare-paper is deprecated; use --compare-reference", err=True)
+    impl(list(ctx.args), get_host(), fmt=fmt.value, output=output, plot=plot,
+         compare_reference=compare_reference or compare_paper, measure=measure)
 
 
 @app.command("plugins")
-def plugins_cmd() -> None:
-    """Table of every plugin: kinds, what it provides, distribution, version, status."""
+def plugins_cmd(
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+) -> None:
+    """Every plugin: kinds, what it provides, distribution, version, status (and why)."""
     from hairlab.commands.plugins import show_plugins
+    from hairlab.plugin_manager import get_host
 
-    show_plugins()
+    show_plugins(get_host(), fmt.value)
 
 
 @app.command("list")
 def list_cmd(
     kind: Annotated[str, typer.Argument(help="blocks, heads, optimizers, hardware or datasets.")],
-    pattern: Annotated[str, typer.Argument(help="fnmatch pattern, e.g. 'dw*'.")] = "*",
+    pattern: Annotated[
+        str, typer.Argument(help="An entry's name (shows its options), or an fnmatch pattern, e.g. 'dw*'.")
+    ] = "*",
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
 ) -> None:
-    """List the entries of one plugin kind, with a one-line description each."""
+    """List the entries of one plugin kind; `hairlab list KIND NAME` shows one entry's options."""
     from hairlab.commands.plugins import list_entries
+    from hairlab.plugin_manager import get_host
 
-    list_entries(kind, pattern)
+    list_entries(get_host(), kind, pattern, fmt.value)
 
 
 @app.command("ui")
@@ -141,12 +156,33 @@ def compare(
 
 
 def entrypoint() -> None:
-    """Console-script entry: turn :class:`HairlabError` into one line and exit status 2."""
+    """Console-script entry: turn :class:`HairlabError` into one line and exit status 2.
+
+    A closed pipe (``hairlab list blocks | head -1``) ends the command quietly, as it would
+    a shell tool, instead of printing a BrokenPipeError at exit.
+    """
     try:
-        app()
-    except HairlabError as exc:
-        typer.echo(f"hairlab: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        try:
+            app()
+        except HairlabError as exc:
+            typer.echo(f"hairlab: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+        sys.exit(141)  # 128 + SIGPIPE, what a shell reports for a tool the pipe closed on
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot raise again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # pragma: no cover - stdout already gone or not a real file
+        pass
 
 
 if __name__ == "__main__":

@@ -17,17 +17,29 @@ class HairlabError(Exception):
 class UnknownEntryError(HairlabError, KeyError):
     """A registry name that no loaded plugin provides."""
 
-    def __init__(self, kind: str, name: str, available: Iterable[str]) -> None:
+    def __init__(self, kind: str, name: str, available: Iterable[str], *, failed: Iterable[str] = ()) -> None:
         self.kind, self.name = kind, name
         self.available = sorted(available)
+        #: Plugins that failed to load: the entry may be theirs.
+        self.failed = sorted(failed)
         listed = ", ".join(self.available) or "none (is the plugin installed and enabled?)"
         super().__init__(
             f"unknown {kind} entry '{name}'; available: {listed} "
-            f"(see `hairlab list {kind}`, or install a plugin that provides it)"
+            f"(see `hairlab list {kind}`, or install a plugin that provides it)" + failed_plugins_note(self.failed)
         )
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])
+
+
+def failed_plugins_note(failed: Iterable[str]) -> str:
+    """The tail of an unknown-name message when some plugins did not load: the name may be theirs."""
+    names = sorted(failed)
+    if not names:
+        return ""
+    quoted = ", ".join(f"'{n}'" for n in names)
+    which = "plugin" if len(names) == 1 else "plugins"
+    return f"; note: {which} {quoted} failed to load (hairlab plugins)"
 
 
 class DuplicateEntryError(HairlabError):

@@ -9,17 +9,19 @@ time. hairlab's own built-ins arrive through the very same entry points.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.metadata as md
 import os
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
 
 from hairlab import PROJECT, hookspecs
-from hairlab.errors import HairlabError
+from hairlab.errors import HairlabError, UnknownEntryError
 from hairlab.registry import KINDS, Entry, Registry
 
 #: Comma-separated plugin names (entry-point names) to skip.
@@ -42,6 +44,8 @@ class PluginRecord:
     reason: str = ""
     provides: dict[str, list[str]] = field(default_factory=dict)
     searchpath: list[str] = field(default_factory=list)
+    #: Hooks of this plugin that raised or returned something unusable.
+    failed_hooks: set[str] = field(default_factory=set)
 
     @property
     def kinds(self) -> list[str]:
@@ -52,6 +56,27 @@ class PluginRecord:
         self.reason = f"{self.reason}; {reason}" if self.reason else reason
 
 
+class HostRegistry(Registry):
+    """A registry whose misses also name the plugins that might have provided the entry.
+
+    A user who asks for ``model=mobilenet`` after the mobilenet plugin failed to import
+    should learn that, not only that the name is unknown.
+    """
+
+    def __init__(self, kind: str, failed: Callable[[str], list[str]]) -> None:
+        super().__init__(kind)
+        self._failed = failed
+
+    def get(self, name: str) -> Entry:
+        try:
+            return super().get(name)
+        except UnknownEntryError as exc:
+            failed = self._failed(self.kind)
+            if not failed:
+                raise
+            raise UnknownEntryError(self.kind, name, exc.available, failed=failed) from None
+
+
 class PluginHost:
     """The loaded plugins, their registries and their config contributions."""
 
@@ -59,7 +84,9 @@ class PluginHost:
         self.pm = pluggy.PluginManager(PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.records: dict[str, PluginRecord] = {}
-        self.registries: dict[str, Registry] = {kind: Registry(kind) for kind in KINDS}
+        self.registries: dict[str, Registry] = {kind: HostRegistry(kind, self.failed_plugins) for kind in KINDS}
+        #: One-line warnings for the user (e.g. a misspelt name in $HAIRLAB_DISABLE_PLUGINS).
+        self.warnings: list[str] = []
 
     # -- loading -----------------------------------------------------------------------
     def load_entrypoints(self, disabled: Iterable[str] = ()) -> None:
@@ -82,10 +109,22 @@ class PluginHost:
                 continue
             try:
                 plugin = ep.load()
-            except Exception as exc:  # noqa: BLE001 - any import error must be contained
-                record.fail(f"import failed: {type(exc).__name__}: {exc}")
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - even SystemExit at import stays this plugin's
+                record.fail(f"import failed: {_describe(exc)}")
                 continue
             self._register(plugin, record)
+        unknown = sorted(blocked - {r.name for r in self.records.values()})
+        if unknown:
+            known = ", ".join(sorted({r.name for r in self.records.values()})) or "none"
+            self.warn(f"${ENV_DISABLE} names no installed plugin: {', '.join(unknown)} "
+                      f"(plugin names: {known}; see `hairlab plugins`)")
+
+    def warn(self, message: str) -> None:
+        """Tell the user once, on one stderr line; loading goes on."""
+        self.warnings.append(message)
+        print(f"hairlab: warning: {message}", file=sys.stderr)
 
     def register(self, plugin: Any, name: str, distribution: str = "", version: str = "") -> None:
         """Register an in-process plugin object (tests, notebooks)."""
@@ -97,34 +136,51 @@ class PluginHost:
     def _register(self, plugin: Any, record: PluginRecord) -> None:
         try:
             self.pm.register(plugin, name=record.name)
-        except Exception as exc:  # noqa: BLE001 - e.g. a hookimpl with a misspelt argument
-            record.fail(f"registration failed: {type(exc).__name__}: {exc}")
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - e.g. a hookimpl with a misspelt argument
+            record.fail(f"registration failed: {_describe(exc)}")
+
+    def check_pending(self) -> None:
+        """pluggy's ``check_pending``, for every plugin rather than up to the first failure.
+
+        A plugin with a hook that no spec knows (a misspelt ``hairlab_optimisers``) would
+        silently provide nothing; it is marked failed, with every unknown hook named, and
+        unregistered so none of its hooks run half-way.
+        """
+        unknown: dict[str, list[str]] = {}
+        for hook_name, hook in vars(self.pm.hook).items():
+            if hook_name.startswith("_") or hook.has_spec():
+                continue
+            for impl in hook.get_hookimpls():
+                if not impl.optionalhook:
+                    unknown.setdefault(impl.plugin_name, []).append(hook_name)
+        known = ", ".join([*sorted(_KIND_HOOKS.values()), "hairlab_config_searchpath", "hairlab_configure_store"])
+        for name, hooks in unknown.items():
+            record = self.records.get(name)
+            if record is None:
+                record = self.records[name] = PluginRecord(name=name)
+            record.fail(f"unknown hook(s) {', '.join(sorted(hooks))}; hairlab's hooks are: {known}")
+            plugin = self.pm.get_plugin(name)
+            if plugin is not None:
+                self.pm.unregister(plugin)
 
     def collect(self) -> None:
         """Ask each registered plugin for its entries, one plugin at a time."""
-        try:
-            self.pm.check_pending()
-        except pluggy.PluginValidationError as exc:
-            name = self.pm.get_name(exc.plugin) if exc.plugin is not None else "?"
-            rec = self.records.get(name or "")
-            if rec is not None:
-                rec.fail(f"unknown hook: {exc}")
-                self.pm.unregister(exc.plugin)
+        self.check_pending()
         for kind, hook_name in _KIND_HOOKS.items():
             registry = self.registries[kind]
             for impl, record in self._impls(hook_name):
-                entries = self._call(impl, record, hook_name)
-                for entry in entries or ():
+                for entry in self._call_for_list(impl, record, hook_name, Entry, "hairlab.api.Entry"):
                     try:
-                        entry = _with_owner(entry, record.name)
+                        entry = _with_owner(entry, record)
                         registry.add(entry)
                     except Exception as exc:  # noqa: BLE001 - duplicate or malformed entry
                         record.fail(str(exc), partial=True)
                         continue
                     record.provides.setdefault(kind, []).append(entry.name)
         for impl, record in self._impls("hairlab_config_searchpath"):
-            paths = self._call(impl, record, "hairlab_config_searchpath") or []
-            record.searchpath.extend(str(p) for p in paths)
+            record.searchpath.extend(self._call_for_list(impl, record, "hairlab_config_searchpath", str, "str"))
 
     def configure_store(self, store: Any) -> None:
         """Let plugins register structured configs in Hydra's ConfigStore."""
@@ -143,11 +199,37 @@ class PluginHost:
 
     @staticmethod
     def _call(impl: Any, record: PluginRecord, hook_name: str, **kwargs: Any) -> Any:
+        """Call one hookimpl with the arguments it declares, as pluggy does.
+
+        A hookimpl may take fewer arguments than its spec (``def hairlab_configure_store():``
+        is legal), so only ``impl.argnames`` are passed.
+        """
         try:
-            return impl.function(**kwargs)
-        except Exception as exc:  # noqa: BLE001 - a raising hook skips this plugin only
-            record.fail(f"{hook_name} raised {type(exc).__name__}: {exc}", partial=True)
+            return impl.function(*[kwargs[name] for name in impl.argnames])
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a raising hook (even SystemExit) skips this plugin only
+            record.failed_hooks.add(hook_name)
+            record.fail(f"{hook_name} raised {_describe(exc)}", partial=True)
             return None
+
+    def _call_for_list(self, impl: Any, record: PluginRecord, hook_name: str, item_type: type,
+                       type_name: str) -> list[Any]:
+        """The hook's list result; a wrong type is one failure, not one per character or key."""
+        result = self._call(impl, record, hook_name)
+        if result is None:
+            return []
+        if not isinstance(result, (list, tuple)):
+            record.failed_hooks.add(hook_name)
+            record.fail(f"{hook_name} returned {type(result).__name__}, expected list[{type_name}]", partial=True)
+            return []
+        good = [item for item in result if isinstance(item, item_type)]
+        bad = sorted({type(item).__name__ for item in result if not isinstance(item, item_type)})
+        if bad:
+            record.failed_hooks.add(hook_name)
+            record.fail(f"{hook_name} returned {len(result) - len(good)} item(s) of type {', '.join(bad)}, "
+                        f"expected list[{type_name}]", partial=True)
+        return good
 
     # -- queries -----------------------------------------------------------------------
     def registry(self, kind: str) -> Registry:
@@ -156,6 +238,18 @@ class PluginHost:
             return self.registries[kind]
         except KeyError:
             raise HairlabError(f"unknown plugin kind '{kind}'; kinds: {', '.join(KINDS)}") from None
+
+    def failed_plugins(self, kind: str | None = None) -> list[str]:
+        """Plugins that failed to load, or whose hook for ``kind`` failed: where a missing entry may be."""
+        hook = _KIND_HOOKS.get(kind or "")
+        return sorted(r.name for r in self.records.values()
+                      if r.status == "failed" or (hook is not None and hook in r.failed_hooks))
+
+    def failure_note(self, kind: str | None = None) -> str:
+        """``"; note: plugin 'x' failed to load (hairlab plugins)"`` or ``""``, for unknown-name errors."""
+        from hairlab.errors import failed_plugins_note
+
+        return failed_plugins_note(self.failed_plugins(kind))
 
     def searchpath(self) -> list[str]:
         """Config search-path entries from all healthy plugins, in load order."""
@@ -166,10 +260,16 @@ class PluginHost:
         return {r.distribution: r.version for r in self.records.values() if r.distribution and r.status != "disabled"}
 
 
-def _with_owner(entry: Entry, plugin: str) -> Entry:
-    if not isinstance(entry, Entry):
-        raise TypeError(f"hook returned {type(entry).__name__}, expected hairlab.registry.Entry")
-    return Entry(entry.name, entry.factory, entry.description, entry.schema, plugin=plugin)
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _with_owner(entry: Entry, record: PluginRecord) -> Entry:
+    """The entry stamped with the plugin (and distribution, version) that returned it."""
+    owner = {"plugin": record.name, "distribution": record.distribution, "version": record.version}
+    names = {f.name for f in dataclasses.fields(entry)}
+    return dataclasses.replace(entry, **{k: v for k, v in owner.items() if k in names})
 
 
 def _sorted_entrypoints() -> list[md.EntryPoint]:

@@ -31,8 +31,9 @@ def _tiny() -> nn.Module:
 def hairnet_imagenet() -> nn.Module:
     from hairlab.hydra_app import compose
     from hairlab.models import build_model
+    from hairlab.plugin_manager import get_host
 
-    return build_model(compose(["model=hairnet_imagenet"]).model)
+    return build_model(compose(["model=hairnet_imagenet"]).model, get_host())
 
 
 def test_extraction_classifies_layers_with_real_sizes() -> None:
@@ -76,7 +77,7 @@ def test_third_party_and_functional_blocks_are_counted() -> None:
 def test_faithful_mode_reproduces_every_appendix_row(hairnet_imagenet: nn.Module) -> None:
     target = registry("hardware").create("paper2012", mode="faithful")
     report = estimate(extract_layers(hairnet_imagenet, (3, 224, 224)), target)
-    reference = load_reference(target.reference_table)
+    reference = load_reference(target.reference.table)
     assert len(reference) == 66
     assert mismatches(report, reference) == []
     assert total_matches(report, "0.177")
@@ -86,7 +87,7 @@ def test_faithful_mode_reproduces_every_appendix_row(hairnet_imagenet: nn.Module
 def test_faithful_check_would_catch_a_wrong_row(hairnet_imagenet: nn.Module) -> None:
     target = registry("hardware").create("paper2012", mode="faithful", generic_flops=10e9)
     report = estimate(extract_layers(hairnet_imagenet, (3, 224, 224)), target)
-    problems = mismatches(report, load_reference(target.reference_table))
+    problems = mismatches(report, load_reference(target.reference.table))
     assert any(p.startswith("row 2 compute_time_s") for p in problems)
     assert not total_matches(report, "0.177")
 

@@ -11,10 +11,16 @@ from pathlib import Path
 import pytest
 from conftest import REPO, pip_install, run_cli
 
-from hairlab.commands.hw_report import hw_report
+from hairlab.commands import hw_report as hw_report_cmd
 from hairlab.errors import HairlabError
+from hairlab.plugin_manager import get_host
 
 EXAMPLE = REPO / "plugins" / "examples" / "hairlab-example-plugin"
+
+
+def hw_report(overrides: list[str], **kwargs: object) -> None:
+    """The command as the CLI runs it, with the host the CLI makes."""
+    hw_report_cmd.hw_report(overrides, get_host(), **kwargs)  # type: ignore[arg-type]
 
 
 def test_json_report_has_layers_and_totals(tmp_path: Path) -> None:
@@ -46,15 +52,32 @@ def test_csv_and_markdown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "Where the time goes" in text
 
 
-def test_cli_compare_paper_and_roofline(tmp_path: Path) -> None:
+def test_cli_compare_reference_and_roofline(tmp_path: Path) -> None:
     png = tmp_path / "roof.png"
     res = run_cli(["hw-report", "model=hairnet_imagenet", "hardware=paper2012", "hardware.mode=corrected",
-                   "--compare-paper", "--plot", str(png)], cwd=tmp_path)
+                   "--compare-reference", "--plot", str(png)], cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    # --compare-paper compares the faithful mode, whatever mode was asked for.
+    # The comparison uses the reference's own options (paper2012: the faithful mode), whatever was asked.
     assert "total: computed 0.177158 s, printed 0.177 s; 0 cell(s) differ in 66 rows" in res.stdout
+    assert "vs the paper's appendix" in res.stdout
     assert "where the time goes" in res.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The old flag still works, hidden, with a deprecation line.
+    res = run_cli(["hw-report", "model=hairnet_imagenet", "--compare-paper"], cwd=tmp_path)
+    assert res.returncode == 0 and "0 cell(s) differ in 66 rows" in res.stdout, res.stderr
+    assert "--compare-paper is deprecated" in res.stderr
+    assert "--compare-paper" not in run_cli(["hw-report", "--help"], cwd=tmp_path).stdout
+
+
+def test_rows_are_named_by_the_target_not_after_the_paper(tmp_path: Path) -> None:
+    """AlexNet on h100_sxm gets hairlab's generic row names; only paper2012 labels rows its way."""
+    out = tmp_path / "alexnet.json"
+    hw_report(["model=alexnet", "hardware=h100_sxm"], fmt="json", output=out)
+    names = [row["layer_name"] for row in json.loads(out.read_text())["layers"]]
+    assert names[0] == "conv1" and "dense1" in names and names[-1] == "softmax1", names
+    paper_style = ("conv2D", "BN_RELU", "dwise_conv", "pointwise_conv", "max_pool", "SoftMax", "GAP")
+    assert not [n for n in names if n.startswith(paper_style)], names
+    assert len(set(names)) == len(names)
 
 
 @pytest.mark.parametrize(
@@ -73,9 +96,9 @@ def test_bad_overrides_give_one_line(args: list[str], fragment: str, tmp_path: P
     assert fragment in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
 
 
-def test_compare_paper_needs_a_reference() -> None:
+def test_compare_reference_needs_a_reference() -> None:
     with pytest.raises(HairlabError, match="no printed reference"):
-        hw_report(["model=hairnet_cifar", "hardware=host", "hardware.calibration=auto"], compare_paper=True)
+        hw_report(["model=hairnet_cifar", "hardware=h100_sxm"], compare_reference=True)
 
 
 def test_host_target_and_measure(tmp_path: Path) -> None:
@@ -105,7 +128,7 @@ def test_latency_metrics_is_cheap_and_skips_uncalibrated_host(tmp_path: Path,
     from hairlab.models import build_model
 
     monkeypatch.setenv("HAIRLAB_CACHE", str(tmp_path))  # no calibration cached here
-    model = build_model(compose(["model=hairnet_cifar"]).model)
+    model = build_model(compose(["model=hairnet_cifar"]).model, get_host())
     metrics = latency_metrics(model, (3, 32, 32), ["paper2012", "host"])
     keys = ("latency_s", "transfer_s", "compute_s", "ops", "params")
     assert set(metrics) == {f"hw/paper2012/{k}" for k in keys}
@@ -122,7 +145,7 @@ def test_profile_job_logs_metrics(tmp_path: Path) -> None:
 
     cfg = compose(["task=profile", "model=hairnet_cifar", "tracking=local", "hardware.mode=corrected"])
     tracker = LocalTracker(tmp_path)
-    metrics = profile_job(cfg, tracker)
+    metrics = profile_job(cfg, tracker, get_host())
     tracker.close()
     logged = read_metrics(tmp_path)[0]
     assert logged["hw/paper2012/latency_s"] == pytest.approx(metrics["hw/paper2012/latency_s"])
@@ -151,7 +174,7 @@ def test_report_on_third_party_blocks() -> None:
                "stages": [{"block": "conv_bn_relu", "width": 16, "downsample": False},
                           {"block": "residual_dw", "width": 32, "repeat": 2}],
                "head": {"name": "dense"}}
-        model = build_model(cfg)
+        model = build_model(cfg, get_host())
         layers = extract_layers(model, (3, 32, 32))
         kinds = [layer.kind for layer in layers]
         assert kinds.count("add") == 2 and "dense" in kinds and kinds.count("dwconv") == 2

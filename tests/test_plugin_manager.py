@@ -62,13 +62,107 @@ def test_raising_hook_skips_only_that_plugin() -> None:
 
 def test_wrong_return_type_is_reported() -> None:
     host = _host(("odd", _plugin(hairlab_datasets=lambda: ["not an entry"])))
-    assert "expected hairlab.registry.Entry" in host.records["odd"].reason
+    assert "expected list[hairlab.api.Entry]" in host.records["odd"].reason
+
+
+@pytest.mark.parametrize("value", ["a string of many characters", {"a": 1, "b": 2}, 42])
+def test_wrong_return_type_is_reported_once(value: object) -> None:
+    good = _plugin(hairlab_heads=lambda: [Entry("gap", print, "GAP")])
+    host = _host(("odd", _plugin(hairlab_heads=lambda: value, hairlab_config_searchpath=lambda: "pkg://x")),
+                 ("good", good))
+    rec = host.records["odd"]
+    assert rec.status == "partial"
+    assert rec.reason.count("hairlab_heads returned") == 1, rec.reason
+    assert f"returned {type(value).__name__}, expected list[hairlab.api.Entry]" in rec.reason
+    assert rec.reason.count("hairlab_config_searchpath returned str, expected list[str]") == 1
+    assert rec.searchpath == [] and host.registry("heads").names() == ["gap"]
+
+
+def test_mixed_list_keeps_the_entries_and_reports_the_rest_once() -> None:
+    host = _host(("mixed", _plugin(hairlab_blocks=lambda: [Entry("ok", print, "ok"), "x", "y", 3])))
+    rec = host.records["mixed"]
+    assert host.registry("blocks").names() == ["ok"]
+    assert rec.reason == "hairlab_blocks returned 3 item(s) of type int, str, expected list[hairlab.api.Entry]"
 
 
 def test_unknown_hook_is_reported_not_fatal() -> None:
     host = _host(("typo", _plugin(hairlab_optimisers=lambda: [])))
     assert host.records["typo"].status == "failed"
     assert "unknown hook" in host.records["typo"].reason
+
+
+def test_every_plugin_with_an_unknown_hook_is_reported() -> None:
+    """check_pending per plugin: not only the first offender, and every bad hook is named."""
+    one = _plugin(hairlab_optimisers=lambda: [], hairlab_blocks=lambda: [Entry("b1", print, "b")])
+    two = _plugin(hairlab_dataset=lambda: [], hairlab_hedas=lambda: [])
+    good = _plugin(hairlab_blocks=lambda: [Entry("b2", print, "b")])
+    host = _host(("one", one), ("two", two), ("good", good))
+    assert host.records["one"].status == "failed" and "hairlab_optimisers" in host.records["one"].reason
+    assert host.records["two"].status == "failed"
+    assert "hairlab_dataset, hairlab_hedas" in host.records["two"].reason
+    # A failed plugin provides nothing, not half of what it meant to; the others are untouched.
+    assert host.registry("blocks").names() == ["b2"] and host.records["good"].status == "ok"
+
+
+def test_hookimpl_may_take_fewer_arguments_than_its_spec() -> None:
+    seen: list[str] = []
+
+    class Plugin:
+        @hookimpl
+        def hairlab_configure_store(self) -> None:  # the spec passes `store`; we need none
+            seen.append("called")
+
+    host = _host(("lean", Plugin()))
+    host.configure_store(object())
+    assert seen == ["called"] and host.records["lean"].status == "ok", host.records["lean"].reason
+
+
+@pytest.mark.parametrize("exc", [SystemExit(0), SystemExit(3), GeneratorExit()])
+def test_hook_raising_base_exception_is_contained(exc: BaseException) -> None:
+    def boom() -> list[Entry]:
+        raise exc
+
+    host = _host(("bad", _plugin(hairlab_heads=boom)),
+                 ("good", _plugin(hairlab_heads=lambda: [Entry("gap", print, "GAP")])))
+    assert f"hairlab_heads raised {type(exc).__name__}" in host.records["bad"].reason
+    assert host.registry("heads").names() == ["gap"]
+
+
+def test_keyboard_interrupt_is_not_swallowed() -> None:
+    def stop() -> list[Entry]:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _host(("ctrl_c", _plugin(hairlab_heads=stop)))
+
+
+def test_unknown_name_notes_plugins_that_failed() -> None:
+    def boom() -> list[Entry]:
+        raise ImportError("no module named mobilenet_deps")
+
+    host = _host(("mobilenet", _plugin(hairlab_optimizers=boom)),
+                 ("p", _plugin(hairlab_optimizers=lambda: [Entry("adam", print, "a")])))
+    with pytest.raises(UnknownEntryError) as info:
+        host.registry("optimizers").get("mobile_sgd")
+    msg = str(info.value)
+    assert msg.startswith("unknown optimizers entry 'mobile_sgd'; available: adam")
+    assert msg.endswith("; note: plugin 'mobilenet' failed to load (hairlab plugins)")
+    assert info.value.failed == ["mobilenet"]
+    # Another kind is not that plugin's business: no note there.
+    with pytest.raises(UnknownEntryError) as other:
+        host.registry("heads").get("x")
+    assert "note" not in str(other.value)
+    assert host.failure_note("optimizers") == "; note: plugin 'mobilenet' failed to load (hairlab plugins)"
+
+
+def test_misspelt_disabled_name_is_one_warning_line(capsys: pytest.CaptureFixture[str]) -> None:
+    host = PluginHost()
+    host.load_entrypoints(["optim", "hardwear"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("hairlab: warning: $HAIRLAB_DISABLE_PLUGINS names no installed plugin: hardwear")
+    assert "hardware" in err[0] and "optim" in err[0]
+    assert host.records["optim"].status == "disabled"
 
 
 def test_unknown_name_lists_alternatives() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -21,14 +22,42 @@ def plugin_env(child_env: Path) -> Path:
 def test_plugins_table_shows_example_and_contains_broken(plugin_env: Path, tmp_path: Path) -> None:
     res = run_cli(["plugins"], cwd=tmp_path, python=str(plugin_env))
     assert res.returncode == 0, res.stderr
-    out = res.stdout
-    assert "hairlab-example-plugin" in out and "residual_dw" in out and "lion" in out
+    assert "example" in res.stdout and "residual_dw" in res.stdout
+    res = run_cli(["plugins", "--format", "json"], cwd=tmp_path, python=str(plugin_env))
+    assert res.returncode == 0, res.stderr
+    plugins = {p["plugin"]: p for p in json.loads(res.stdout)}
+    example = plugins["example"]
+    assert example["status"] == "ok" and example["distribution"] == "hairlab-example-plugin"
+    assert example["provides"]["blocks"] == ["residual_dw"] and "lion" in example["provides"]["optimizers"]
     # Import failure: named, with its distribution and the reason.
-    assert "broken_import" in out and "import failed: ModuleNotFoundError" in out
+    broken = plugins["broken_import"]
+    assert broken["status"] == "failed" and broken["distribution"] == "hairlab-broken-plugin"
+    assert "import failed: ModuleNotFoundError" in broken["reason"]
     # Name clash and raising hook: reported, the rest of that plugin still registers.
-    assert "already provided by plugin 'optim'" in out
-    assert "this hook is broken on purpose" in out
-    assert "hairlab-broken-plugin" in out
+    hook = plugins["broken_hook"]
+    assert hook["status"] == "partial" and hook["provides"]["optimizers"] == ["broken_sgd"]
+    assert "already provided by plugin 'optim'" in hook["reason"]
+    assert "this hook is broken on purpose" in hook["reason"]
+    # SystemExit(0) at import, and from a hook: contained like any other failure.
+    assert plugins["exits_at_import"]["status"] == "failed"
+    assert plugins["exits_at_import"]["reason"] == "import failed: SystemExit: 0"
+    assert "hairlab_hardware raised SystemExit: 0" in hook["reason"]
+    assert all(plugins[name]["status"] == "ok" for name in ("hairnet", "optim", "datasets", "hardware"))
+
+
+def test_a_plugin_exiting_at_import_cannot_end_a_command(plugin_env: Path, tmp_path: Path) -> None:
+    """Each command's exit status is its own, whatever a plugin's import does."""
+    res = run_cli(["list", "hardware"], cwd=tmp_path, python=str(plugin_env))
+    assert res.returncode == 0 and "paper2012" in res.stdout, res.stdout + res.stderr
+    res = run_cli(["list", "kinds_that_do_not_exist"], cwd=tmp_path, python=str(plugin_env))
+    assert res.returncode == 2 and "unknown plugin kind" in res.stderr
+    # An unknown name points at the plugins that failed to load: the name may be theirs.
+    res = run_cli(["hw-report", "model=hairnet_cifar", "hardware.name=mobile_npu"], cwd=tmp_path,
+                  python=str(plugin_env))
+    assert res.returncode == 2, res.stdout + res.stderr
+    line = res.stderr.strip().splitlines()[-1]
+    assert "unknown hardware entry 'mobile_npu'" in line, res.stderr
+    assert "plugins 'broken_hook', 'broken_import', 'exits_at_import' failed to load (hairlab plugins)" in line
 
 
 def test_list_optimizers_includes_plugin_entries(plugin_env: Path, tmp_path: Path) -> None:

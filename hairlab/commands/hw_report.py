@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hairlab.errors import HairlabError
 
+if TYPE_CHECKING:
+    from hairlab.plugin_manager import PluginHost
 
-def build_report(overrides: list[str], *, compare_paper: bool = False) -> tuple[Any, Any, Any]:
+
+def build_report(overrides: list[str], host: PluginHost, *,
+                 compare_reference: bool = False) -> tuple[Any, Any, Any]:
     """Compose the config, build model and target, extract and cost: ``(report, model, cfg)``."""
     from hairlab.costmodel.api import target_from_config
     from hairlab.costmodel.engine import estimate
@@ -21,30 +25,30 @@ def build_report(overrides: list[str], *, compare_paper: bool = False) -> tuple[
         raise HairlabError("no hardware target configured; add hardware=NAME (see `hairlab list hardware`)")
     if cfg.get("model") is None:
         raise HairlabError("no model configured; add model=NAME (e.g. model=hairnet_imagenet)")
-    extra: dict[str, Any] = {}
-    if compare_paper and cfg.hardware.get("mode") not in (None, "faithful"):
-        extra["mode"] = "faithful"  # the comparison is of the faithful mode, by definition
-    target = target_from_config(cfg.hardware, **extra)
-    if compare_paper and not target.reference_table:
-        raise HairlabError(f"hardware '{target.name}' has no printed reference to compare with; "
-                           "--compare-paper needs a target that reproduces a paper (e.g. hardware=paper2012)")
+    target = target_from_config(cfg.hardware, host)
+    if compare_reference:
+        if target.reference is None:
+            raise HairlabError(f"hardware '{target.name}' has no printed reference to compare with; "
+                               "--compare-reference needs a target that ships one (see docs/hw-report.md)")
+        if target.reference.options:  # the reference's own settings, e.g. paper2012's faithful mode
+            target = target_from_config(cfg.hardware, host, **target.reference.options)
     shape = tuple(target.input_size) if target.input_size else model_input_shape(cfg.model)
-    model = build_model(cfg.model, input_shape=shape)
+    model = build_model(cfg.model, host, input_shape=shape)
     layers = extract_layers(model, shape)
     name = str(cfg.model.get("name", "model"))
     return estimate(layers, target, model=name, input_shape=shape), model, cfg
 
 
-def hw_report(overrides: list[str], *, fmt: str = "table", output: Path | None = None,
-              plot: Path | None = None, compare_paper: bool = False, measure: bool = False) -> None:
-    """Print (or write) the report; optionally plot, compare with the paper, and measure."""
+def hw_report(overrides: list[str], host: PluginHost, *, fmt: str = "table", output: Path | None = None,
+              plot: Path | None = None, compare_reference: bool = False, measure: bool = False) -> None:
+    """Print (or write) the report; optionally plot, compare with the target's reference, and measure."""
     from rich.console import Console
 
     from hairlab.costmodel import render
 
     if fmt not in render.FORMATS:
         raise HairlabError(f"--format {fmt!r} is unknown; choose one of {', '.join(render.FORMATS)}")
-    report, model, _ = build_report(overrides, compare_paper=compare_paper)
+    report, model, _ = build_report(overrides, host, compare_reference=compare_reference)
     console = Console(width=max(Console().width, 200))
     if measure:
         from hairlab.costmodel.measure import attach, measure_model
@@ -69,9 +73,9 @@ def hw_report(overrides: list[str], *, fmt: str = "table", output: Path | None =
         from hairlab.costmodel.roofline import plot_roofline
 
         console.print(f"wrote roofline chart {plot_roofline(report, plot)}", style="dim")
-    if compare_paper:
+    if compare_reference:
         from hairlab.costmodel.compare import load_reference, side_by_side
 
-        reference = load_reference(report.target.reference_table)
-        pairs = side_by_side(report, reference)
-        render.print_comparison(report, pairs, report.target.reference_total_s, console)
+        ref = report.target.reference
+        pairs = side_by_side(report, load_reference(ref.table))
+        render.print_comparison(report, pairs, ref.total_s, console, title=ref.title)

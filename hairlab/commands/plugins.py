@@ -1,50 +1,202 @@
-"""``hairlab plugins`` and ``hairlab list``."""
+"""``hairlab plugins``, ``hairlab list KIND [PATTERN]`` and ``hairlab list KIND NAME``."""
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.table import Table
+import dataclasses
+import inspect
+import json
+import typing
+from typing import Any
+
+import typer
 
 from hairlab.errors import HairlabError
-from hairlab.plugin_manager import get_host
-from hairlab.registry import KINDS
+from hairlab.plugin_manager import PluginHost, PluginRecord
+from hairlab.registry import KINDS, Entry
 
+FORMATS = ("table", "csv", "json", "markdown")
 _STATUS_STYLE = {"ok": "green", "partial": "yellow", "failed": "red", "disabled": "dim"}
+_WILDCARDS = set("*?[")
 
 
-def show_plugins() -> None:
-    """Print one row per plugin, including failed and disabled ones with the reason."""
-    host = get_host()
-    table = Table(title="hairlab plugins")
-    for col in ("plugin", "kinds", "provides", "distribution", "version", "status"):
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise HairlabError(f"--format {fmt!r} is unknown; choose one of {', '.join(FORMATS)}")
+
+
+def _emit(columns: list[str], rows: list[dict[str, Any]], fmt: str, title: str, *, width: int = 140) -> None:
+    """One table in any of the CLI's formats (csv, json, markdown: the renderer `hairlab compare` uses)."""
+    from hairlab.tracking.summary import fmt_cell, render
+
+    if fmt != "table":
+        typer.echo(render(columns, rows, fmt), nl=False)
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=title or None)
+    for col in columns:
         table.add_column(col, overflow="fold")
+    for row in rows:
+        cells = [escape(fmt_cell(row.get(c))) for c in columns]
+        style = _STATUS_STYLE.get(str(row.get("status", "")).split(":", 1)[0], "")
+        if "status" in columns and style:
+            i = columns.index("status")
+            cells[i] = f"[{style}]{cells[i]}[/{style}]"
+        table.add_row(*cells)
+    Console(width=max(Console().width, width)).print(table)
+
+
+def plugin_rows(host: PluginHost) -> list[dict[str, Any]]:
+    """One row per plugin, failed and disabled ones included, with the reason."""
+    rows = []
     for rec in sorted(host.records.values(), key=lambda r: (r.distribution != "hairlab", r.name)):
-        provides = "\n".join(f"{k}: {', '.join(v)}" for k, v in rec.provides.items() if v)
-        if rec.searchpath:
-            provides += ("\n" if provides else "") + "configs: " + ", ".join(rec.searchpath)
-        style = _STATUS_STYLE.get(rec.status, "")
-        status = rec.status + (f": {rec.reason}" if rec.reason else "")
-        table.add_row(
-            rec.name, ", ".join(rec.kinds) or "-", provides or "-", rec.distribution or "-",
-            rec.version or "-", f"[{style}]{status}[/{style}]" if style else status,
-        )
-    Console(width=max(Console().width, 140)).print(table)
+        rows.append({"plugin": rec.name, "kinds": ", ".join(rec.kinds) or "-", "provides": _provides(rec),
+                     "distribution": rec.distribution or "-", "version": rec.version or "-",
+                     "status": rec.status, "reason": rec.reason, "module": rec.module,
+                     "searchpath": ", ".join(rec.searchpath)})
+    return rows
 
 
-def list_entries(kind: str, pattern: str = "*") -> None:
-    """Print the entries of ``kind`` whose names match ``pattern``."""
+def _provides(rec: PluginRecord) -> str:
+    parts = [f"{k}: {', '.join(v)}" for k, v in rec.provides.items() if v]
+    if rec.searchpath:
+        parts.append("configs: " + ", ".join(rec.searchpath))
+    return "; ".join(parts) or "-"
+
+
+def show_plugins(host: PluginHost, fmt: str = "table") -> None:
+    """Print every plugin: kinds, what it provides, distribution, version, status."""
+    _check_format(fmt)
+    rows = plugin_rows(host)
+    if fmt == "json":
+        data = [{**row, "kinds": host.records[row["plugin"]].kinds,
+                 "provides": host.records[row["plugin"]].provides,
+                 "searchpath": host.records[row["plugin"]].searchpath} for row in rows]
+        typer.echo(json.dumps(data, indent=1))
+        return
+    if fmt == "table":
+        for row in rows:  # the reason beside the status reads best in a terminal
+            row["status"] = row["status"] + (f": {row['reason']}" if row["reason"] else "")
+            row["provides"] = row["provides"].replace("; ", "\n")
+        columns = ["plugin", "kinds", "provides", "distribution", "version", "status"]
+    else:
+        columns = ["plugin", "kinds", "provides", "distribution", "version", "status", "reason"]
+    _emit(columns, rows, fmt, "hairlab plugins")
+
+
+def list_entries(host: PluginHost, kind: str, pattern: str = "*", fmt: str = "table") -> None:
+    """The entries of ``kind`` matching ``pattern``; an exact name shows that entry's options."""
+    _check_format(fmt)
     if kind not in KINDS:
         raise HairlabError(f"unknown plugin kind '{kind}'; choose one of: {', '.join(KINDS)}")
-    reg = get_host().registry(kind)
+    reg = host.registry(kind)
+    if not _WILDCARDS & set(pattern) and pattern != "*":
+        show_entry(host, kind, reg.get(pattern), fmt)  # an unknown name lists the alternatives
+        return
     names = reg.names(pattern)
     if not names:
         raise HairlabError(
             f"no {kind} match '{pattern}'; available: {', '.join(reg.names()) or 'none'}"
-        )
-    table = Table(title=f"{kind} matching '{pattern}'")
-    for col in ("name", "description", "plugin"):
-        table.add_column(col, overflow="fold")
-    for name in names:
-        entry = reg.get(name)
-        table.add_row(name, entry.summary(), entry.plugin)
-    Console(width=max(Console().width, 120)).print(table)
+            + host.failure_note(kind))
+    rows = [{"name": n, "description": reg.get(n).summary(), "plugin": reg.get(n).plugin} for n in names]
+    _emit(["name", "description", "plugin"], rows, fmt, f"{kind} matching '{pattern}'", width=120)
+
+
+def entry_options(entry: Entry) -> list[dict[str, Any]]:
+    """``name, type, default, help`` of each option, from the entry's schema.
+
+    Without a schema, the factory's keyword parameters (their defaults and annotations) are
+    what the entry accepts; they are shown with no help.
+    """
+    if entry.schema is not None and dataclasses.is_dataclass(entry.schema):
+        try:
+            from hairlab.contract import options  # the contract's own reading of a schema
+        except ImportError:
+            options = None
+        if options is not None:
+            return [{"option": o.name, "type": o.type, "default": _shown(o.default), "help": o.help}
+                    for o in options(entry.schema)]
+        return _schema_options(entry.schema)
+    return _signature_options(entry.factory)
+
+
+def _schema_options(schema: type) -> list[dict[str, Any]]:
+    try:
+        hints = typing.get_type_hints(schema)
+    except Exception:  # noqa: BLE001 - an unresolvable annotation: show it as written
+        hints = {}
+    out = []
+    for f in dataclasses.fields(schema):
+        if f.name == "name" or not f.init:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default: Any = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = "(required)"
+        out.append({"option": f.name, "type": _type_name(hints.get(f.name, f.type)),
+                    "default": _shown(default), "help": str(f.metadata.get("help", ""))})
+    return out
+
+
+def _signature_options(factory: Any) -> list[dict[str, Any]]:
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    out = []
+    for p in params:
+        if p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) or p.default is p.empty:
+            continue  # the kind's positional contract (params, in_channels, ...) is not an option
+        annotation = "" if p.annotation is p.empty else _type_name(p.annotation)
+        out.append({"option": p.name, "type": annotation, "default": _shown(p.default), "help": ""})
+    return out
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, str):
+        return tp
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def show_entry(host: PluginHost, kind: str, entry: Entry, fmt: str) -> None:
+    """One entry: who provides it, what it is, and every option with type, default and help."""
+    rows = entry_options(entry)
+    rec = host.records.get(entry.plugin)
+    dist = f"{rec.distribution} {rec.version}".strip() if rec else ""
+    owner = f"plugin {entry.plugin}" + (f", {dist}" if dist else "")
+    if fmt == "json":
+        typer.echo(json.dumps({"kind": kind, "name": entry.name, "plugin": entry.plugin,
+                               "distribution": rec.distribution if rec else "",
+                               "version": rec.version if rec else "", "description": entry.description,
+                               "options": rows}, indent=1))
+        return
+    columns = ["option", "type", "default", "help"]
+    if fmt == "table":
+        from rich.console import Console
+
+        console = Console()
+        console.print(f"[bold]{kind} '{entry.name}'[/bold] ({owner})")
+        for line in entry.description.strip().splitlines():
+            console.print(f"  {line}", highlight=False)
+        if not rows:
+            console.print("  no options")
+            return
+        for row in rows:
+            row["default"] = "null" if row["default"] is None else row["default"]
+        _emit(columns, rows, fmt, f"options ({kind}.{entry.name})" if kind else "", width=120)
+        return
+    if fmt == "markdown":
+        typer.echo(f"**{kind} `{entry.name}`** ({owner}): {entry.summary()}\n")
+    _emit(columns, rows, fmt, "")

@@ -4,28 +4,70 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hairlab.errors import HairlabError
 
+if TYPE_CHECKING:
+    from hairlab.costmodel.target import Target
+    from hairlab.plugin_manager import PluginHost
+
 log = logging.getLogger(__name__)
 
+#: ``hw_targets: auto``: the composed ``hardware`` target, when its plugin is loaded.
+AUTO = "auto"
 
-def target_from_config(hw_cfg: Any, **overrides: Any) -> Any:
+
+def _host(host: PluginHost | None) -> PluginHost:
+    if host is not None:
+        return host
+    from hairlab.plugin_manager import get_host  # callers not yet passing their host
+
+    return get_host()
+
+
+def target_from_config(hw_cfg: Any, host: PluginHost | None = None, **overrides: Any) -> Target:
     """A :class:`~hairlab.costmodel.target.Target` from a ``hardware`` config group node."""
-    from hairlab.plugin_manager import registry
-
+    host = _host(host)
     options = _plain(hw_cfg)
-    name = options.pop("name", None)
+    name = options.get("name")
     if not name:
         raise HairlabError("the hardware config has no 'name'; choose a target with hardware=NAME "
                            "(see `hairlab list hardware`)")
     options.update(overrides)
-    entry = registry("hardware").get(str(name))
     try:
-        return entry.factory(**options)
+        from hairlab import contract
+    except ImportError:
+        contract = None  # type: ignore[assignment]
+    if contract is not None and hasattr(contract, "build"):
+        return contract.build(host, "hardware", options, where="hardware")  # type: ignore[no-any-return]
+    options.pop("name")
+    entry = host.registry("hardware").get(str(name))
+    try:
+        return entry.factory(**options)  # type: ignore[no-any-return]
     except TypeError as exc:
         raise HairlabError(f"hardware '{name}' rejected its options: {exc}") from None
+
+
+def resolve_targets(cfg: Any, host: PluginHost) -> dict[str, Any]:
+    """The targets a job reports on: name -> config node (None = the target's default config).
+
+    ``hw_targets`` lists names; ``auto`` (the default) means the composed ``hardware`` group,
+    overrides included, when its entry is loaded, and no target otherwise, so disabling the
+    hardware plugin never breaks a training run. Explicit names must exist.
+    """
+    raw = cfg.get("hw_targets", AUTO)
+    names = [raw] if isinstance(raw, str) else list(raw or [])
+    hardware = cfg.get("hardware")
+    hw_name = str(hardware.get("name")) if hardware is not None and hardware.get("name") else None
+    out: dict[str, Any] = {}
+    for name in (str(n) for n in names):
+        if name == AUTO:
+            if hw_name is not None and hw_name in host.registry("hardware"):
+                out[hw_name] = hardware
+            continue
+        out[name] = hardware if name == hw_name else None
+    return out
 
 
 def _plain(cfg: Any) -> dict[str, Any]:
@@ -43,7 +85,7 @@ def _plain(cfg: Any) -> dict[str, Any]:
     return dict(cfg)
 
 
-def target_defaults(name: str) -> dict[str, Any]:
+def target_defaults(name: str, host: PluginHost | None = None) -> dict[str, Any]:
     """The default config of target ``name``: ``hardware/<name>.yaml`` on the config path.
 
     Read directly (hairlab's config package, then plugins' search-path entries) rather than
@@ -55,10 +97,9 @@ def target_defaults(name: str) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     from hairlab.hydra_app import CONFIG_MODULE
-    from hairlab.plugin_manager import get_host
 
     candidates: list[Path] = []
-    for entry in [f"pkg://{CONFIG_MODULE}", *get_host().searchpath()]:
+    for entry in [f"pkg://{CONFIG_MODULE}", *_host(host).searchpath()]:
         try:
             if entry.startswith("pkg://"):
                 base = Path(str(resources.files(entry[len("pkg://"):].replace("/", "."))))
@@ -83,13 +124,15 @@ def target_defaults(name: str) -> dict[str, Any]:
     return {"name": name}
 
 
-def latency_metrics(model: Any, input_shape: tuple[int, int, int], targets: list[str]) -> dict[str, float]:
-    """Predicted cost of ``model`` on each named target, as tracker metrics.
+def latency_metrics(model: Any, input_shape: tuple[int, int, int], targets: list[str] | Mapping[str, Any],
+                    host: PluginHost | None = None) -> dict[str, float]:
+    """Predicted cost of ``model`` on each target, as tracker metrics.
 
-    One traced forward of one image, then the engine per target (built from its default
-    config). Targets needing a calibration that is not cached are skipped with a warning
-    rather than measured here. Keys: ``hw/<target>/latency_s``, ``.../transfer_s``,
-    ``.../compute_s``, ``.../ops``, ``.../params``.
+    ``targets``: names (each built from its default config) or, as :func:`resolve_targets`
+    gives, name -> config node (None = default config). One traced forward of one image,
+    then the engine per target. Targets needing a calibration that is not cached are
+    skipped with a warning rather than measured here. Keys: ``hw/<target>/latency_s``,
+    ``.../transfer_s``, ``.../compute_s``, ``.../ops``, ``.../params``.
     """
     from hairlab.costmodel.calibrate import CalibrationUnavailable, cached_only
     from hairlab.costmodel.engine import estimate
@@ -98,10 +141,12 @@ def latency_metrics(model: Any, input_shape: tuple[int, int, int], targets: list
     shape = tuple(int(s) for s in input_shape)
     traced: dict[tuple[int, ...], Any] = {}
     metrics: dict[str, float] = {}
-    for name in targets:
+    host = _host(host)
+    nodes = dict(targets) if isinstance(targets, Mapping) else {str(t): None for t in targets}
+    for name, node in nodes.items():
         try:
             with cached_only():
-                target = target_from_config(target_defaults(str(name)))
+                target = target_from_config(node if node is not None else target_defaults(str(name), host), host)
         except CalibrationUnavailable as exc:
             log.warning("skipping hw/%s metrics: %s", name, exc)
             continue

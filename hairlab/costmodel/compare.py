@@ -1,4 +1,4 @@
-"""Compare a report with a printed reference table (the paper's appendix) to its precision.
+"""Compare a report with a printed reference table (a target's ``Reference``) to its precision.
 
 A printed number carries its own precision: ``0.006426`` is known to 6 decimals, ``8.67E-05``
 to 3 significant digits, ``86704128`` exactly. A computed value matches when it rounds to the

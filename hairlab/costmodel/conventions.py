@@ -7,6 +7,8 @@ so the faithful and corrected modes differ only by data. docs/paper-errata.md ex
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hairlab.costmodel.layers import Layer
 from hairlab.costmodel.target import Conventions
 
@@ -83,45 +85,20 @@ def append_softmax(layers: list[Layer]) -> list[Layer]:
     return [*layers, Layer("softmax", "softmax", n, n, 0, 0, last.out_shape, last.out_shape, synthetic=True)]
 
 
-def paper_labels(layers: list[Layer]) -> None:
-    """Label rows the way the appendix does (``dwise_conv0``, ``BN_RELU0_2``...).
+def generic_labels(layers: list[Layer]) -> None:
+    """Label rows by kind and a running count per kind: ``conv1``, ``bn_relu1``, ``conv2``...
 
-    The block index restarts after each pool; a BN row takes its label from the conv before it.
+    A target that reproduces a printed table brings its own labelling (``Target.label_rows``).
     """
-    block, last_conv = 0, None
+    counts: dict[str, int] = {}
     for layer in layers:
-        kind = layer.kind
-        if kind in _POOL:
-            layer.label, block, last_conv = "max_pool" if kind == "maxpool" else "avg_pool", 0, None
-        elif kind == "dwconv":
-            layer.label, last_conv = f"dwise_conv{block}", "dw"
-        elif kind == "pwconv":
-            layer.label, last_conv = f"pointwise_conv{block}", "pw"
-        elif kind == "conv":
-            layer.label, last_conv = "conv2D", "conv"
-        elif kind in ("bn_relu", "bn", "relu"):
-            base = {"bn_relu": "BN_RELU", "bn": "BN", "relu": "RELU"}[kind]
-            if last_conv == "dw":
-                layer.label = f"{base}{block}"
-            elif last_conv == "pw":
-                layer.label = f"{base}{block}_2"
-            else:
-                layer.label = base
-            if kind != "bn" and last_conv == "pw":
-                block += 1
-                last_conv = None
-        elif kind == "gap":
-            layer.label = "GAP"
-        elif kind == "softmax":
-            layer.label = "SoftMax"
-        elif kind == "dense":
-            layer.label = "dense"
-        else:
-            layer.label = layer.attrs.get("module") or layer.attrs.get("functional") or kind
+        counts[layer.kind] = counts.get(layer.kind, 0) + 1
+        layer.label = f"{layer.kind}{counts[layer.kind]}"
 
 
-def apply(layers: list[Layer], conv: Conventions) -> list[Layer]:
-    """The rows a target costs, in order, labelled."""
+def apply(layers: list[Layer], conv: Conventions,
+          label_rows: Callable[[list[Layer]], None] | None = None) -> list[Layer]:
+    """The rows a target costs, in order, labelled (by ``label_rows``, else generically)."""
     rows = [layer.copy() for layer in layers]
     if conv.fuse_bn_relu:
         rows = fuse_bn_relu(rows)
@@ -131,7 +108,7 @@ def apply(layers: list[Layer], conv: Conventions) -> list[Layer]:
         rows = pool_before_gap(rows)
     if conv.duplicate_interstage_pools:
         rows = duplicate_interstage_pools(rows)
-    paper_labels(rows)
+    (label_rows or generic_labels)(rows)
     return rows
 
 

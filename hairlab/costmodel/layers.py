@@ -40,7 +40,7 @@ class Layer:
     #: Geometry for convolutions (``kernel``, ``in_channels``, ``out_channels``, ``groups``)
     #: and ``bias``; conventions such as the paper's depthwise op count need it.
     attrs: dict[str, Any] = field(default_factory=dict)
-    #: Paper-style label (``dwise_conv0``, ``BN_RELU0_2``...), filled by the conventions.
+    #: The row's name in a report (``conv1``, or the target's own labels), filled by the conventions.
     label: str = ""
     #: True for rows that only a convention adds (the paper's duplicated pools).
     synthetic: bool = False

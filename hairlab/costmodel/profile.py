@@ -8,21 +8,25 @@ target in ``hw_targets`` plus the configured ``hardware`` (with its overrides), 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hairlab.plugin_manager import PluginHost
 
 
-def profile_job(cfg: Any, tracker: Any) -> dict[str, float]:
+def profile_job(cfg: Any, tracker: Any, host: PluginHost | None = None) -> dict[str, float]:
     """Cost the configured model on the configured targets; returns the metrics logged."""
-    from hairlab.costmodel.api import report_metrics, target_defaults, target_from_config
+    from hairlab.costmodel.api import _host, report_metrics, resolve_targets, target_defaults, target_from_config
     from hairlab.costmodel.engine import estimate
     from hairlab.costmodel.layers import extract_layers
     from hairlab.costmodel.render import to_json
     from hairlab.models import build_model, count_parameters, model_input_shape
 
+    host = _host(host)
     shape = model_input_shape(cfg.model)
-    model = build_model(cfg.model)
+    model = build_model(cfg.model, host)
     name = str(cfg.model.get("name", "model"))
-    targets: dict[str, Any] = {str(t): None for t in cfg.get("hw_targets") or []}
+    targets = resolve_targets(cfg, host)
     if cfg.get("hardware") is not None:
         targets[str(cfg.hardware.name)] = cfg.hardware  # the composed config, overrides included
     # under profile.*: the flattened job config already holds task, hw_targets and model.*
@@ -32,7 +36,7 @@ def profile_job(cfg: Any, tracker: Any) -> dict[str, float]:
     out_dir = _output_dir()
     traced: dict[tuple[int, ...], Any] = {}
     for tname, node in targets.items():
-        target = target_from_config(node if node is not None else target_defaults(tname))
+        target = target_from_config(node if node is not None else target_defaults(tname, host), host)
         run_shape = tuple(target.input_size) if target.input_size else shape
         if run_shape not in traced:
             traced[run_shape] = extract_layers(model, run_shape)

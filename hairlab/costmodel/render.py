@@ -1,4 +1,4 @@
-"""Render a cost report: rich table, CSV, JSON, markdown, and the paper comparison."""
+"""Render a cost report: rich table, CSV, JSON, markdown, and the comparison with a reference."""
 
 from __future__ import annotations
 
@@ -129,11 +129,11 @@ def print_table(report: Report, console: Any) -> None:
 
 
 def print_comparison(report: Report, pairs: list[dict[str, Any]], total_printed: str | None,
-                     console: Any) -> int:
+                     console: Any, title: str = "the reference table") -> int:
     """Side by side with the printed table; returns the number of cells that differ."""
     from rich.table import Table
 
-    table = Table(title=f"{report.target.name} ({report.target.mode}) vs the paper's appendix "
+    table = Table(title=f"{report.target.name} ({report.target.mode}) vs {title} "
                         "(computed / printed; red = differs beyond the printed precision)")
     table.add_column("row", justify="right")
     for c in APPENDIX_COLUMNS:

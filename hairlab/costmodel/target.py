@@ -9,10 +9,14 @@ rules) and also compute what the same hardware would really do.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hairlab.errors import HairlabError
+
+if TYPE_CHECKING:
+    from hairlab.costmodel.layers import Layer
 
 #: Layer kinds that run on the matrix unit unless a target says otherwise.
 MATRIX_KINDS = ("conv", "dwconv", "pwconv", "dense")
@@ -67,6 +71,25 @@ class Conventions:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A printed table a target should reproduce, for ``hw-report --compare-reference``.
+
+    The table is a CSV with the report's appendix columns (``layer_name``, ``in_map_MB``,
+    ... ``total_time_s``), one row per report row, numbers as printed: each computed value
+    must round to the printed one.
+    """
+
+    #: Path of the CSV file (ship it as package data beside the plugin module).
+    table: str
+    #: The printed total latency, as printed (e.g. ``"0.177"``), or None.
+    total_s: str | None = None
+    #: What the table is, for the comparison's title (e.g. "the paper's appendix").
+    title: str = "the reference table"
+    #: Options the target is rebuilt with for the comparison (e.g. ``{"mode": "faithful"}``).
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Target:
     """A hardware target for the analytical cost model."""
 
@@ -99,12 +122,13 @@ class Target:
     conventions: Conventions = field(default_factory=Conventions)
     #: Where the numbers come from (datasheet, paper, calibration), for the report.
     notes: tuple[str, ...] = ()
-    #: A printed table this target should reproduce (CSV with the appendix's columns) and
-    #: its printed total, for ``hw-report --compare-paper``.
     #: CPU threads the numbers describe (``--measure`` runs with as many); None = any.
     threads: int | None = None
-    reference_table: str | None = None
-    reference_total_s: str | None = None
+    #: A printed table this target should reproduce, for ``hw-report --compare-reference``.
+    reference: Reference | None = None
+    #: Names the report's rows (sets each row's ``label``); None = hairlab's generic labels
+    #: (``conv1``, ``bn_relu2``...). A target reproducing a printed table names rows its way.
+    label_rows: Callable[[list[Layer]], None] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         positive = ("internal_memory", "bus_bandwidth", "matrix_flops", "generic_flops", "bytes_per_element")

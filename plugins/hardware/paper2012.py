@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hairlab.costmodel.target import Conventions, Target, common_options, reject_unknown
+from hairlab.costmodel.layers import Layer
+from hairlab.costmodel.target import Conventions, Reference, Target, common_options, reject_unknown
 from hairlab.errors import HairlabError
 
 MODES = ("faithful", "corrected")
@@ -22,6 +23,10 @@ APPENDIX_GENERIC_FLOPS = 1e9
 #: The appendix as printed (a clean transcription; 66 rows summing to 0.177 s).
 APPENDIX = Path(__file__).with_name("appendix_table.csv")
 APPENDIX_TOTAL_S = "0.177"
+#: The appendix is of the faithful mode: a comparison rebuilds the target in it.
+APPENDIX_REFERENCE = Reference(table=str(APPENDIX), total_s=APPENDIX_TOTAL_S, title="the paper's appendix",
+                               options={"mode": "faithful"})
+_POOL = ("maxpool", "avgpool")
 
 FAITHFUL = Conventions(
     fuse_bn_relu=True, bn_ops=4.0, relu_ops=1.0, pool_ops=1.0, softmax_ops=3.0,
@@ -65,8 +70,40 @@ def paper2012(**options: Any) -> Target:
         name="paper2012", mode=mode,
         description=f"HairNet paper's 2012 accelerator ({mode})",
         generic_flops=generic, conventions=FAITHFUL if mode == "faithful" else CORRECTED,
-        notes=notes, reference_table=str(APPENDIX), reference_total_s=APPENDIX_TOTAL_S, **hw, **common,
+        notes=notes, reference=APPENDIX_REFERENCE, label_rows=appendix_labels, **hw, **common,
     )
+
+
+def appendix_labels(layers: list[Layer]) -> None:
+    """Label rows the way the appendix does (``dwise_conv0``, ``BN_RELU0_2``...).
+
+    The block index restarts after each pool; a BN row takes its label from the conv before it.
+    """
+    block, last_conv = 0, None
+    for layer in layers:
+        kind = layer.kind
+        if kind in _POOL:
+            layer.label, block, last_conv = "max_pool" if kind == "maxpool" else "avg_pool", 0, None
+        elif kind == "dwconv":
+            layer.label, last_conv = f"dwise_conv{block}", "dw"
+        elif kind == "pwconv":
+            layer.label, last_conv = f"pointwise_conv{block}", "pw"
+        elif kind == "conv":
+            layer.label, last_conv = "conv2D", "conv"
+        elif kind in ("bn_relu", "bn", "relu"):
+            base = {"bn_relu": "BN_RELU", "bn": "BN", "relu": "RELU"}[kind]
+            if last_conv == "dw":
+                layer.label = f"{base}{block}"
+            elif last_conv == "pw":
+                layer.label = f"{base}{block}_2"
+            else:
+                layer.label = base
+            if kind != "bn" and last_conv == "pw":
+                block += 1
+                last_conv = None
+        else:
+            layer.label = {"gap": "GAP", "softmax": "SoftMax", "dense": "dense"}.get(kind) or (
+                layer.attrs.get("module") or layer.attrs.get("functional") or kind)
 
 
 def _number(key: str, value: Any) -> float:
