@@ -18,8 +18,12 @@ import logging
 from typing import Any
 
 from hairlab.errors import HairlabError, TrainingDiverged
+from hairlab.tracking.rundir import register_resolvers
 
 log = logging.getLogger(__name__)
+# conf/config.yaml's output dirs use ${hairlab.unique:}; importing the task function (as
+# launchers do in their workers too) makes it resolvable
+register_resolvers()
 
 #: ``cfg.task`` value -> "module:function" of the job, called as ``fn(cfg, tracker)``.
 #: ``task=package.module:function`` runs any other importable job function.
@@ -48,18 +52,67 @@ def resolve_task(name: str) -> Any:
 
 
 def task_function(cfg: Any) -> Any:
-    """Run one job of a (multi)run."""
+    """Run one job of a (multi)run.
+
+    Everything that can refuse the job (bad values, a checkpoint of another config) runs
+    before its run is created, so a refused job leaves nothing in the store.
+    """
+    from hairlab.plugin_manager import get_host
+    from hairlab.tracking import interrupts
+
+    interrupts.install()  # SIGTERM/SIGINT close the run as KILLED (main thread of this process)
+    host = get_host()
+    _check_config(cfg, host)
+    job = resolve_task(str(cfg.get("task", "train")))
+    try:
+        with interrupts.job():
+            return _run(job, cfg, host)
+    except interrupts.Interrupted as exc:
+        # the run is closed (KILLED) by now: exit 130 / 143 without a traceback
+        raise SystemExit(exc.exit_code) from None
+
+
+def _check_config(cfg: Any, host: Any) -> None:
+    """C1's whole-config check (issue 11): every value checked before any run exists."""
+    try:
+        from hairlab.contract import check_config
+    except ImportError:  # R1: the typed contract has not landed in this checkout yet
+        return
+    check_config(cfg, host)
+
+
+def _run(job: Any, cfg: Any, host: Any) -> Any:
+    from hairlab.tracking.context import JobContext
+    from hairlab.tracking.rundir import claim
+
+    ctx = JobContext.from_hydra()
+    # a single run's directory is this run's alone (a sweep's jobs live in its claimed dir)
+    lock = None if ctx.multirun else claim(ctx.job_dir, "run", "hydra.run.dir")
+    try:
+        return _tracked(job, cfg, host, prepare(cfg, ctx))
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _tracked(job: Any, cfg: Any, host: Any, prepared: Prepared) -> Any:
+    from hairlab.tracking import interrupts
     from hairlab.tracking.base import NullTracker
     from hairlab.tracking.factory import create_tracker
     from hairlab.training.distributed import world_from_env
 
-    job = resolve_task(str(cfg.get("task", "train")))
-    # under torchrun every rank runs this job; rank 0 alone owns the run
-    tracker = create_tracker(cfg) if world_from_env().main else NullTracker()
-    in_sweep = getattr(tracker, "sweep", None) is not None
+    if prepared.result is not None:
+        return prepared.result
+    tracker: Any = NullTracker()
+    in_sweep = False
     status = "FAILED"
     try:
-        result = job(cfg, tracker)
+        with interrupts.deferred():  # a signal during creation interrupts once the tracker exists
+            # under torchrun every rank runs this job; rank 0 alone owns the run
+            if world_from_env().main:
+                tracker = create_tracker(cfg, prepared.tags)
+            in_sweep = getattr(tracker, "sweep", None) is not None
+        result = _call(job, cfg, tracker, host)
         status = "FINISHED"
         return result
     except KeyboardInterrupt as exc:
@@ -81,7 +134,94 @@ def task_function(cfg: Any) -> Any:
             return None
         raise
     finally:
-        tracker.close(status)
+        with interrupts.deferred():  # a signal now must not cut the run's ending
+            tracker.close(status)
+
+
+def _call(job: Any, cfg: Any, tracker: Any, host: Any) -> Any:
+    """``job(cfg, tracker, host)``, or ``job(cfg, tracker)`` for job functions without a host."""
+    import inspect
+
+    try:
+        takes_host = len(inspect.signature(job).parameters) >= 3
+    except (TypeError, ValueError):
+        takes_host = False
+    return job(cfg, tracker, host) if takes_host else job(cfg, tracker)
+
+
+class Prepared:
+    """What :func:`prepare` found: tags for the job's run, or the stored result of a skipped job."""
+
+    def __init__(self, tags: dict[str, str], result: Any = None) -> None:
+        self.tags, self.result = tags, result
+
+
+def prepare(cfg: Any, ctx: Any) -> Prepared:
+    """The job's identity, resume decision and checkpoint check, before any run exists."""
+    from omegaconf import OmegaConf, open_dict
+
+    from hairlab.tracking import identity, resume
+    from hairlab.tracking.factory import tracking_settings
+    from hairlab.training import checkpoint as ckpt
+
+    settings = tracking_settings(cfg)
+    (ctx.job_dir / resume.REUSED_FILE).unlink(missing_ok=True)  # left by an earlier sweep in this dir
+    key, params = identity.job_key(cfg), identity.result_params(cfg)
+    ckpt.identify(key, identity.code_version(), params)
+    checkpoints = checkpoint_dir(cfg, ctx.job_dir)
+    tags = {identity.TAG: key, resume.CHECKPOINT_DIR_TAG: str(checkpoints)}
+
+    if settings["backend"] == "mlflow":
+        from hairlab.tracking import reconcile
+        from hairlab.tracking.factory import locate
+
+        where = locate(cfg, settings, ctx)
+        stale = float(settings.get("stale_after_s", 600.0))
+        if where.sweep is None:  # a sweep reconciles once, at its start
+            reconcile.safely(where.client, [where.experiment_id], stale_after_s=stale)
+        if settings.get("resume"):
+            decision = resume.decide(where.client, where.experiment_id, key)
+            if decision.finished is not None:
+                return Prepared(tags, _reuse(where, ctx, decision.finished, key))
+            if decision.checkpoint is not None and not OmegaConf.select(cfg, "trainer.resume"):
+                with open_dict(cfg):
+                    cfg.trainer.resume = str(decision.checkpoint)
+                tags[resume.RESUMED_TAG] = decision.previous.info.run_id
+                log.info("resuming job %s from %s (run %s was %s)", key[:12], decision.checkpoint,
+                         decision.previous.info.run_id, decision.previous.info.status)
+
+    requested = OmegaConf.select(cfg, "trainer.resume")
+    if requested not in (None, "", False):
+        found = ckpt.find(requested, checkpoints)
+        if found is not None:
+            allow = str(OmegaConf.select(cfg, "trainer.resume_mismatch", default="refuse")).lower() == "allow"
+            ckpt.check_identity(found, key, params, allow=allow)
+    return Prepared(tags)
+
+
+def _reuse(where: Any, ctx: Any, run: Any, key: str) -> dict[str, Any]:
+    """Skip a job whose key has a FINISHED run: link it to the sweep, return its result."""
+    from hairlab.tracking import resume
+    from hairlab.tracking.store import retrying
+
+    resume.record_reuse(ctx.job_dir, run, key)
+    if where.sweep is not None:
+        try:
+            retrying(lambda: where.client.set_tag(run.info.run_id, resume.REUSED_BY_TAG, where.sweep.parent_run_id))
+        except Exception as exc:  # noqa: BLE001 - the record file still links it
+            log.warning("could not tag the reused run %s: %s", run.info.run_id, exc)
+    log.info("skipped: job key %s already has FINISHED run %s (%s)", key[:12], run.info.run_id, run.info.run_name)
+    return resume.stored_result(run)
+
+
+def checkpoint_dir(cfg: Any, job_dir: Any) -> Any:
+    """Where the job writes its checkpoints: ``trainer.checkpoint_dir``, else ``<job dir>/checkpoints``."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    configured = OmegaConf.select(cfg, "trainer.checkpoint_dir")
+    return Path(str(configured)) if configured else Path(job_dir) / "checkpoints"
 
 
 def _record(tracker: Any, exc: BaseException) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,28 +29,35 @@ def tracking_settings(cfg: Any) -> dict[str, Any]:
     return data
 
 
-def create_tracker(cfg: Any) -> Tracker:
-    """A tracker for the current Hydra job (call inside a job)."""
+@dataclass
+class Location:
+    """Where a job's run goes: the store, its experiment, and the sweep's parent (if any)."""
+
+    uri: str
+    client: Any
+    experiment_id: str
+    sweep: Any = None
+
+
+def create_tracker(cfg: Any, tags: dict[str, str] | None = None) -> Tracker:
+    """A tracker for the current Hydra job (call inside a job); ``tags`` are added to the run's."""
     from hairlab.tracking.context import JobContext
 
     settings = tracking_settings(cfg)
     ctx = JobContext.from_hydra()
     if settings["backend"] == "local":
-        return LocalTracker(ctx.job_dir)
-    return open_mlflow_run(cfg, settings, ctx)
+        tracker = LocalTracker(ctx.job_dir)
+        tracker.set_tags(tags or {})
+        return tracker
+    return open_mlflow_run(cfg, settings, ctx, locate(cfg, settings, ctx), tags)
 
 
-def open_mlflow_run(cfg: Any, settings: dict[str, Any], ctx: Any) -> Tracker:
-    """Create the job's MLflow run (a child of the sweep's parent run, in a tracked sweep)."""
+def locate(cfg: Any, settings: dict[str, Any], ctx: Any) -> Location:
+    """The store and experiment of the current job (the sweep's, inside a tracked sweep)."""
     from hairlab.tracking import store
-    from hairlab.tracking.context import SweepState, job_tags, run_name
-    from hairlab.tracking.mlflow_tracker import MLflowTracker
-    from hairlab.tracking.params import config_params
+    from hairlab.tracking.context import SweepState
 
     sweep = SweepState.load(ctx.sweep_dir) if ctx.multirun and ctx.sweep_dir is not None else None
-    swept = sweep.swept_keys if sweep else None
-    name = settings.get("run_name") or run_name(ctx.overrides, swept, ctx.job_num)
-    tags = job_tags(ctx, sweep)
     uri = sweep.uri if sweep is not None else store.resolve_uri(settings.get("uri"), ctx.base_dir)
     store.check_server(uri)
     try:
@@ -58,7 +66,31 @@ def open_mlflow_run(cfg: Any, settings: dict[str, Any], ctx: Any) -> Tracker:
             experiment_id = sweep.experiment_id
         else:
             experiment_id = store.ensure_experiment(client, store.experiment_name(cfg, ctx.choices), uri)
-        run = store.retrying(lambda: client.create_run(experiment_id, run_name=str(name), tags=tags))
+    except HairlabError:
+        raise
+    except Exception as exc:
+        raise HairlabError(
+            f"cannot open the MLflow store {uri}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]} "
+            "(check tracking.uri / $MLFLOW_TRACKING_URI, or use tracking=local)"
+        ) from exc
+    return Location(uri, client, experiment_id, sweep)
+
+
+def open_mlflow_run(cfg: Any, settings: dict[str, Any], ctx: Any, where: Location,
+                    extra_tags: dict[str, str] | None = None) -> Tracker:
+    """Create the job's MLflow run (a child of the sweep's parent run, in a tracked sweep)."""
+    from hairlab.tracking import liveness, store
+    from hairlab.tracking.context import job_tags, run_name
+    from hairlab.tracking.mlflow_tracker import MLflowTracker
+    from hairlab.tracking.params import config_params
+
+    sweep = where.sweep
+    swept = sweep.swept_keys if sweep else None
+    name = settings.get("run_name") or run_name(ctx.overrides, swept, ctx.job_num)
+    tags = {**job_tags(ctx, sweep), **(extra_tags or {}), **liveness.owner_tags()}
+    client, uri = where.client, where.uri
+    try:
+        run = store.retrying(lambda: client.create_run(where.experiment_id, run_name=str(name), tags=tags))
     except HairlabError:
         raise
     except Exception as exc:
@@ -70,6 +102,7 @@ def open_mlflow_run(cfg: Any, settings: dict[str, Any], ctx: Any) -> Tracker:
         client,
         run.info.run_id,
         flush_interval_s=float(settings.get("flush_interval_s", 2.0)),
+        heartbeat_s=float(settings.get("heartbeat_s", 30.0)),
         job_dir=ctx.job_dir,
         upload_artifacts=bool(settings.get("log_artifacts", True)),
         plots=bool(settings.get("plots", True)),

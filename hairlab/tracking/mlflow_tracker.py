@@ -46,6 +46,7 @@ class MLflowTracker:
         run_id: str,
         *,
         flush_interval_s: float = 2.0,
+        heartbeat_s: float = 30.0,
         job_dir: str | Path | None = None,
         upload_artifacts: bool = True,
         plots: bool = True,
@@ -54,6 +55,7 @@ class MLflowTracker:
         self.client = mlflow_client
         self.run_id = run_id
         self.flush_interval_s = float(flush_interval_s)
+        self.heartbeat_s = float(heartbeat_s)
         self.job_dir = Path(job_dir) if job_dir is not None else None
         self.upload_artifacts = upload_artifacts
         self.plots = plots
@@ -128,7 +130,12 @@ class MLflowTracker:
             self._error(f"artifact {path}: {type(exc).__name__}: {exc}")
 
     def close(self, status: str = "FINISHED") -> None:
-        """Drain the buffer, upload the job's files and plots, then end the run."""
+        """Drain the buffer, upload the job's files and plots, then end the run.
+
+        An interrupted run (KILLED) is ended right after its metrics are flushed, before the
+        uploads: whatever cuts the process next (a SIGKILL from a launcher tearing down its
+        workers) can no longer leave it RUNNING.
+        """
         if self.status is not None:
             return
         self.status = status
@@ -136,6 +143,8 @@ class MLflowTracker:
         self._wake.set()
         self._thread.join(timeout=60)
         self.flush()
+        if status == "KILLED":
+            self._terminate(status)
         if self.upload_artifacts and self.job_dir is not None:
             self._upload_job_files()
         if self.plots and self.history and self.job_dir is not None:
@@ -143,6 +152,10 @@ class MLflowTracker:
         if self.errors:
             self.set_tags({"hairlab.tracking_errors": f"{len(self.errors)}: {self.errors[-1]}"})
             self.flush()
+        if status != "KILLED":
+            self._terminate(status)
+
+    def _terminate(self, status: str) -> None:
         try:
             retrying(lambda: self.client.set_terminated(self.run_id, status=status))
         except Exception as exc:  # noqa: BLE001 - reported, the job result is already logged
@@ -185,11 +198,18 @@ class MLflowTracker:
 
     # -- internals ----------------------------------------------------------------------
     def _loop(self) -> None:
+        from hairlab.tracking.liveness import HEARTBEAT, heartbeat_value
+
+        next_beat = time.monotonic() + self.heartbeat_s
         while not self._stop.is_set():
-            self._wake.wait(self.flush_interval_s)
+            self._wake.wait(max(0.0, min(self.flush_interval_s, next_beat - time.monotonic())))
             self._wake.clear()
             if self._stop.is_set():
                 break
+            if time.monotonic() >= next_beat:  # the run is alive: see hairlab.tracking.reconcile
+                with self._lock:
+                    self._tags[HEARTBEAT] = heartbeat_value()
+                next_beat = time.monotonic() + self.heartbeat_s
             try:
                 self.flush()
             except Exception as exc:  # noqa: BLE001 - the thread must survive to flush at close

@@ -8,13 +8,20 @@ writes :data:`~hairlab.tracking.context.SWEEP_FILE` into the sweep directory for
 a short report, and exits non-zero when a job failed or diverged. Hydra skips
 ``on_multirun_end`` when the sweep itself aborts (Ctrl-C, a job that could not start); an
 ``atexit`` hook then closes the parent as KILLED or FAILED so it never stays RUNNING.
+
+On SIGINT/SIGTERM (:mod:`hairlab.tracking.interrupts`) the launching process first makes
+sure the jobs running in other processes (joblib/loky workers, submitit tasks) got the
+signal and waits, up to :data:`CLOSE_WAIT_S`, for their runs to close before it exits; a
+job run whose process died without closing it is reconciled to KILLED (``process gone``).
+The parent run carries the liveness tags and a heartbeat like every job's run.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
-import signal
+import os
 import sys
 import tempfile
 import time
@@ -28,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: Curves drawn on the parent run, one PNG each (like the paper's Figures 3 and 4).
 SWEEP_CURVES = ("train/loss", "val/loss", "train/acc", "val/acc")
+#: Seconds an interrupted sweep waits for its jobs in other processes to close their runs.
+CLOSE_WAIT_S = 60.0
 
 
 def swept_keys(config: Any) -> list[str]:
@@ -56,18 +65,30 @@ class SweepCallback(Callback):
         self.state: Any = None
         self._started = 0.0
         self._done = False
-        self._interrupted = False
-        self._old_sigint: Any = None
+        self._heartbeat: Any = None
+        self._stale_after_s = 600.0
+        self._lock: Any = None
 
     # -- Hydra hooks ---------------------------------------------------------------------
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        from hairlab.errors import HairlabError
+        from hairlab.tracking import interrupts
         from hairlab.tracking.factory import tracking_settings
         from hairlab.training.distributed import world_from_env
 
-        if tracking_settings(config)["backend"] != "mlflow" or not world_from_env().main:
+        interrupts.install()
+        if not world_from_env().main:
             return  # under torchrun, rank 0 alone owns the sweep's parent run
         try:
-            self._start(config)
+            _check_sweep(config)
+        except HairlabError as exc:  # bad values: refused before the parent run or any job exists
+            print(f"hairlab: {exc}", file=sys.stderr)
+            raise SystemExit(exc.exit_code) from None
+        if tracking_settings(config)["backend"] != "mlflow":
+            return
+        try:
+            with interrupts.deferred():
+                self._start(config)
         except BaseException as exc:
             # Hydra turns a callback's exception into a warning; a sweep that cannot be
             # tracked must stop before spending hours on jobs.
@@ -88,7 +109,7 @@ class SweepCallback(Callback):
     def _start(self, config: Any) -> None:
         from omegaconf import OmegaConf
 
-        from hairlab.tracking import store
+        from hairlab.tracking import interrupts, liveness, reconcile, rundir, store
         from hairlab.tracking.context import SweepState, base_tags, run_name
         from hairlab.tracking.factory import tracking_settings
 
@@ -101,6 +122,8 @@ class SweepCallback(Callback):
         client = store.client(uri)
         name = store.experiment_name(config, choices)
         experiment_id = store.ensure_experiment(client, name, uri)
+        self._stale_after_s = float(settings.get("stale_after_s", 600.0))
+        reconcile.safely(client, [experiment_id], stale_after_s=self._stale_after_s)
         keys = swept_keys(config)
         sweep_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         overrides = [str(o) for o in config.hydra.overrides.task]
@@ -110,12 +133,16 @@ class SweepCallback(Callback):
             "hairlab.sweep_id": sweep_id,
             "hairlab.overrides": ",".join(overrides),
             "hairlab.swept_keys": ",".join(keys),
+            **liveness.owner_tags(),
         })
+        if settings.get("resume"):
+            tags["hairlab.resume"] = "true"
         parent_name = f"sweep {run_name(overrides, keys)}" if keys else f"sweep {sweep_id}"
-        run = store.retrying(lambda: client.create_run(experiment_id, run_name=parent_name, tags=tags))
         sweep_dir = Path(str(config.hydra.sweep.dir))
         if not sweep_dir.is_absolute():
             sweep_dir = (base_dir / sweep_dir).resolve()
+        self._lock = rundir.claim(sweep_dir, "sweep", "hydra.sweep.dir")  # held until the sweep ends
+        run = store.retrying(lambda: client.create_run(experiment_id, run_name=parent_name, tags=tags))
         self.state = SweepState(
             uri=uri, experiment=name, experiment_id=experiment_id, parent_run_id=run.info.run_id,
             sweep_id=sweep_id, sweep_dir=str(sweep_dir), swept_keys=keys,
@@ -125,45 +152,75 @@ class SweepCallback(Callback):
         self._started = time.time()
         self._done = False
         atexit.register(self._abort)
-        try:
-            self._old_sigint = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._on_sigint)
-        except ValueError:  # not the main thread
-            self._old_sigint = None
+        interrupts.add_hook(self._on_interrupt)
+        self._heartbeat = liveness.Heartbeat(client, run.info.run_id, float(settings.get("heartbeat_s", 30.0)))
         log.info("MLflow sweep %s: parent run %s in experiment '%s' (%s)",
                  sweep_id, run.info.run_id, name, uri)
 
-    def _on_sigint(self, signum: int, frame: Any) -> None:
-        self._interrupted = True
-        handler = self._old_sigint
-        if callable(handler):
-            handler(signum, frame)
-        else:
-            raise KeyboardInterrupt
+    def _on_interrupt(self, signum: int) -> None:
+        """Before the launching process exits: the jobs in other processes close their runs first."""
+        if self.state is not None and not self._done:
+            self._wait_for_jobs(signum)
+
+    def _wait_for_jobs(self, signum: int | None) -> None:
+        """Signal (once) this sweep's live jobs in other processes; wait until their runs closed.
+
+        Then any child run still RUNNING whose process is gone is reconciled to KILLED.
+        """
+        from hairlab.tracking import liveness, reconcile, store
+
+        state = self.state
+        client = store.client(state.uri)
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        signalled: set[int] = set()
+        while True:
+            running = _running_children(client, state)
+            waiting = []
+            for run in running:
+                tags = run.data.tags
+                if tags.get(liveness.PID) == str(os.getpid()) or liveness.owner_alive(tags) is not True:
+                    continue  # this process's own job closes as the interrupt unwinds it
+                pid = int(tags[liveness.PID])
+                waiting.append(pid)
+                if signum is not None and pid not in signalled:
+                    signalled.add(pid)
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signum)
+            if not waiting or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        reconcile.safely(client, [state.experiment_id], stale_after_s=self._stale_after_s)
 
     def _restore(self) -> None:
+        from hairlab.tracking import interrupts
+
         self._done = True
         atexit.unregister(self._abort)
-        if self._old_sigint is not None:
-            try:
-                signal.signal(signal.SIGINT, self._old_sigint)
-            except ValueError:
-                pass
-            self._old_sigint = None
+        interrupts.remove_hook(self._on_interrupt)
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def _abort(self) -> None:
         """At exit without ``on_multirun_end``: close the parent as KILLED or FAILED."""
+        from hairlab.tracking import interrupts
+
         if self._done or self.state is None:
             return
-        status = "KILLED" if self._interrupted else "FAILED"
+        status = "KILLED" if interrupts.received() is not None else "FAILED"
         try:
-            self._finish(parent_status=status)
+            with interrupts.deferred():
+                self._wait_for_jobs(None)
+                self._finish(parent_status=status)
         except Exception as exc:  # noqa: BLE001 - best effort at interpreter exit
             print(f"hairlab: could not close sweep parent run: {exc}", file=sys.stderr)
 
     def _finish(self, parent_status: str | None = None) -> bool:
         """Summarise the children on the parent; True when any job failed (or diverged)."""
-        from hairlab.tracking import store, summary
+        from hairlab.tracking import resume, store, summary
 
         state = self.state
         self._restore()
@@ -171,13 +228,20 @@ class SweepCallback(Callback):
         children = store.retrying(lambda: summary.fetch_runs(
             client, [state.experiment_id], f"tags.mlflow.parentRunId = '{state.parent_run_id}'"
         ))
-        columns, rows = summary.table(children, preferred_params=_param_names(children, state.swept_keys))
+        resumed = sum(1 for r in children if r.data.tags.get(resume.RESUMED_TAG))
+        trained = len(children) - resumed
+        reused = _reused(client, state)
+        if reused:  # the runs that stand for the jobs this sweep skipped
+            links = ",".join(r.info.run_id for r in reused)
+            store.retrying(lambda: client.set_tag(state.parent_run_id, "hairlab.reused_runs", links[:8000]))
+        everything = children + reused
+        columns, rows = summary.table(everything, preferred_params=_param_names(everything, state.swept_keys))
         counts: dict[str, int] = {}
         for row in rows:
             key = str(row["status"]).split("@")[0]
             counts[key] = counts.get(key, 0) + 1
         launched = _launched_jobs(Path(state.sweep_dir), self._started)
-        missing = max(0, launched - len(children))
+        missing = max(0, launched - len(everything))
         bad = [r for r in rows if r["status"] not in ("FINISHED",) and
                (self.fail_on_diverged or not str(r["status"]).startswith("DIVERGED"))]
         failed = bool(bad) or missing > 0
@@ -191,7 +255,7 @@ class SweepCallback(Callback):
             try:
                 from hairlab.tracking.plots import overlay_curves
 
-                curves = overlay_curves(summary.histories(client, children, SWEEP_CURVES), out / "curves",
+                curves = overlay_curves(summary.histories(client, everything, SWEEP_CURVES), out / "curves",
                                         SWEEP_CURVES)
                 if curves:
                     _upload(client, state.parent_run_id, out / "curves", "curves")
@@ -204,8 +268,11 @@ class SweepCallback(Callback):
             from mlflow.entities import Metric, RunTag
 
             now = int(time.time() * 1000)
-            metrics = [Metric("sweep/jobs", float(launched or len(children)), now, 0),
-                       Metric("sweep/failed", float(len(bad) + missing), now, 0)]
+            metrics = [Metric("sweep/jobs", float(launched or len(everything)), now, 0),
+                       Metric("sweep/failed", float(len(bad) + missing), now, 0),
+                       Metric("sweep/trained", float(trained), now, 0),
+                       Metric("sweep/resumed", float(resumed), now, 0),
+                       Metric("sweep/skipped", float(len(reused)), now, 0)]
             best = [r["val/acc"] for r in rows if isinstance(r.get("val/acc"), float)]
             if best:
                 metrics.append(Metric("sweep/best_val_acc", max(best), now, 0))
@@ -213,8 +280,42 @@ class SweepCallback(Callback):
                     RunTag("mlflow.note.content", f"Sweep {state.sweep_id}: {text}\n\n{md}"[:8000])]
             store.retrying(lambda: client.log_batch(state.parent_run_id, metrics=metrics, tags=tags))
         store.retrying(lambda: client.set_terminated(state.parent_run_id, status=status))
-        _report(state, rows, text, bad, missing, status)
+        jobs = f"{trained} trained, {resumed} resumed, {len(reused)} skipped"
+        _report(state, rows, f"{jobs} ({text or 'no jobs'})", bad, missing, status)
         return failed
+
+
+def _check_sweep(config: Any) -> None:
+    """C1's checks (issue 11) of the sweep's config and, when it can, of every job's."""
+    try:
+        from hairlab import contract
+    except ImportError:  # R1: the typed contract has not landed in this checkout yet
+        return
+    from hairlab.plugin_manager import get_host
+
+    check = getattr(contract, "check_sweep", None) or getattr(contract, "check_config", None)
+    if check is not None:
+        check(config, get_host())
+
+
+def _reused(client: Any, state: Any) -> list[Any]:
+    """The FINISHED runs this sweep's skipped jobs reused (from their records in the sweep dir)."""
+    from hairlab.tracking import resume, store
+
+    runs = []
+    for run_id in resume.reused_runs(Path(state.sweep_dir)):
+        try:
+            runs.append(store.retrying(lambda: client.get_run(run_id)))  # noqa: B023 - called at once
+        except Exception as exc:  # noqa: BLE001 - a deleted run: counted as missing
+            log.warning("reused run %s: %s", run_id, exc)
+    return runs
+
+
+def _running_children(client: Any, state: Any) -> list[Any]:
+    from hairlab.tracking import store
+
+    query = f"tags.mlflow.parentRunId = '{state.parent_run_id}' and attributes.status = 'RUNNING'"
+    return list(store.retrying(lambda: client.search_runs([state.experiment_id], query, max_results=1000)))
 
 
 def _param_names(children: list[Any], swept: list[str]) -> list[str]:

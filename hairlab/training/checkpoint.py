@@ -3,6 +3,11 @@
 Written atomically (temporary file, then rename), so a run killed while saving leaves the
 previous checkpoint intact; read with ``torch.load(weights_only=True)``, so a checkpoint
 cannot execute code when loaded.
+
+Each checkpoint also carries the identity of the job that wrote it (its job key, code
+version and result parameters, see :mod:`hairlab.tracking.identity`), so continuing it with
+another config is refused by name instead of silently training on with the old settings.
+The runner sets it once per job with :func:`identify`; :func:`save` adds it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,21 @@ from hairlab.errors import HairlabError
 
 FORMAT = 1
 LAST = "last.pt"
+
+#: The identity of the job running in this process (set by the runner), stored in every checkpoint.
+_identity: dict[str, Any] = {}
+
+
+def identify(job_key: str, code: str, params: dict[str, str]) -> None:
+    """Set the identity :func:`save` stores: this job's key, code version and result parameters."""
+    _identity.clear()
+    _identity.update({"job_key": job_key, "code": code, "params": dict(params)})
+
+
+def identity(state: dict[str, Any]) -> dict[str, Any] | None:
+    """The identity a loaded checkpoint was written with (None for checkpoints from before it)."""
+    found = state.get("identity")
+    return found if isinstance(found, dict) and found.get("job_key") else None
 
 
 def rng_state(generator: Any) -> dict[str, Any]:
@@ -48,7 +68,8 @@ def save(path: Path, state: dict[str, Any]) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"format": FORMAT, **state}, tmp)
+    extra = {"identity": dict(_identity)} if _identity else {}
+    torch.save({"format": FORMAT, **extra, **state}, tmp)
     os.replace(tmp, path)
     return path
 
@@ -90,3 +111,29 @@ def load(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise HairlabError(f"checkpoint {path} is not a hairlab checkpoint (format {FORMAT})")
     return state
+
+
+def check_identity(path: Path, job_key: str, params: dict[str, str], *, allow: bool = False) -> None:
+    """Refuse to continue a checkpoint written by a job of another key, naming what differs.
+
+    ``allow`` (``trainer.resume_mismatch=allow``) continues anyway. A checkpoint from before
+    identities were stored is accepted as it is.
+    """
+    from hairlab.tracking.identity import differing
+
+    stored = identity(load(path))
+    if stored is None or stored["job_key"] == job_key or allow:
+        return
+    keys = differing(stored.get("params") or {}, params)
+    if keys:
+        old, new = stored.get("params") or {}, params
+        shown = ", ".join(f"{k} ({old.get(k, 'unset')} -> {new.get(k, 'unset')})" for k in keys[:5])
+        what = shown + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+    else:
+        from hairlab.tracking.identity import code_version
+
+        what = f"the code version ({stored.get('code')} -> {code_version()})"
+    raise HairlabError(
+        f"trainer.resume: checkpoint {path} was written by a job with other settings: {what}; "
+        "resume with the same config, or add trainer.resume_mismatch=allow to continue it anyway"
+    )
