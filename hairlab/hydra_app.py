@@ -35,10 +35,13 @@ def _prepare_overrides(args: list[str]) -> list[str]:
     """Register plugin configs and add their search-path entries to the overrides."""
     from hydra.core.config_store import ConfigStore
 
+    from hairlab.contract.store import register_schemas
     from hairlab.plugin_manager import get_host
 
     host = get_host()
-    host.configure_store(ConfigStore.instance())
+    store = ConfigStore.instance()
+    register_schemas(host, store)  # every entry's schema is its group's option: no YAML needed
+    host.configure_store(store)
     extra = host.searchpath()
     if not extra:
         return list(args)
@@ -183,6 +186,13 @@ def describe_config_error(exc: BaseException) -> str:
         if isinstance(err, HairlabError):
             return str(err)
     for err in chain:
+        if isinstance(err, OSError):
+            from hairlab.tracking.store import read_only_message
+
+            text = read_only_message(err)
+            if text:
+                return text
+    for err in chain:
         if isinstance(err, MissingConfigException):
             return _describe_missing(err)
     for err in chain:
@@ -215,12 +225,36 @@ def _describe_missing(err: Any) -> str:
 
 
 def describe_omegaconf_error(err: Any) -> str:
-    """One line for a type or key error on a config value."""
+    """One line for a type or key error on a config value, naming the entry and plugin that own it.
+
+    The nodes hairlab stores from entries' schemas carry their owner
+    (:func:`hairlab.contract.store.owner_label`), so ``optimizer.lr=abc`` reads
+    ``optimizer.lr='abc': expected float (optimizer 'adam' (plugin optim, hairlab 0.1.0))``.
+    """
+    from hairlab.contract.store import owner_label
+
     key = getattr(err, "full_key", "") or "?"
     text = str(err).strip().splitlines()[0]
-    m = re.search(r"Value '(.*)' (?:of type '\w+' )?could not be converted to (\w+)", text)
+    label = owner_label(getattr(err, "object_type", None))
+    owner = f" ({label})" if label else ""
+    m = re.search(r"Value '(.*?)' (?:of type '\w+' )?could not be converted to (\w+)", text)
     if m:
-        return f"{key}: expected {m.group(2).lower()}, got '{m.group(1)}' (fix the override {key}=...)"
+        return f"{key}='{m.group(1)}': expected {m.group(2).lower()}{owner} (fix the override {key}=...)"
+    m = re.search(r"Value '(.*)' is not a valid (\w+)", text)
+    if m:
+        return f"{key}='{m.group(1)}': expected {m.group(2).lower()}{owner} (fix the override {key}=...)"
     if "not in struct" in text or ("Key '" in text and "not" in text):
-        return f"{key}: no such config key ({text}); `hairlab run --cfg job` shows the valid keys"
-    return f"{key}: {text}"
+        parent = key.rpartition(".")[0]
+        valid = _valid_keys(getattr(err, "object_type", None))
+        hint = f"valid options: {valid}" if valid else "`hairlab run --cfg job` shows the valid keys"
+        where = f"an option of {label}" if label else f"a key of {parent or 'the config'}"
+        return f"{key} is not {where}; {hint}"
+    return f"{key}: {text}{owner}"
+
+
+def _valid_keys(object_type: Any) -> str:
+    import dataclasses
+
+    if object_type is None or not dataclasses.is_dataclass(object_type):
+        return ""
+    return ", ".join(sorted(f.name for f in dataclasses.fields(object_type) if f.name != "name"))

@@ -7,15 +7,15 @@ from hairlab.models.builder import (
     count_parameters,
     model_input_shape,
     model_num_classes,
+    plan_model,
     stage_parameters,
 )
-from hairlab.models.options import validate_options
 
 __all__ = [
     "build_model",
     "count_parameters",
     "model_input_shape",
     "model_num_classes",
+    "plan_model",
     "stage_parameters",
-    "validate_options",
 ]

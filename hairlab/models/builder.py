@@ -1,70 +1,99 @@
 """Assemble a network from a model config: stages of registry blocks, down-sampling, a head.
 
-Nothing here knows HairNet: Table 1 lives in ``conf/model/hairnet_imagenet.yaml``. The
-config keys (all but ``stages`` optional)::
-
-    input_shape: [3, 224, 224]      # (C, H, W) the model expects; also used without data
-    num_classes: 1000
-    width_multiplier: 1.0           # scales every integer stage width
-    block_defaults: {batch_norm: true}  # given to every block whose schema has the key
-    downsample: max_pool            # between stages: max_pool | stride | none
-    pool_size: 2                    # max_pool window (pool_stride defaults to it)
-    stages:                         # the first stage is the stem
-      - {block: conv_bn_relu, width: 32, repeat: 1, kernel_size: 3}
-      - {block: dw_separable, width: num_classes, repeat: 2}   # one map per class
-    head: {name: gap}
+Nothing here knows a particular network or plugin: Table 1 lives in
+``conf/model/hairnet_imagenet.yaml``, the keys in :class:`hairlab.models.config.ModelConfig`,
+the blocks and heads in the plugin host passed in. Two named steps: :func:`plan_model` checks
+the config (the builder's keys, each stage's block options against the block's schema, the
+head's against the head's; no torch, so the whole-config check runs it before a job), then
+:func:`build_model` calls the factories, joins body and head and probes the result once.
 
 Per stage: ``block``, ``width`` (an int, or ``num_classes``, which the width multiplier leaves
 alone), ``repeat`` (default 1), ``stride`` (of the stage's first block, default 1),
 ``downsample`` (whether to down-sample after it; default true except after the last stage);
-every other key is an option of the block.
+every other key is an option of the block. The head has no default: ``head: {name: ...}``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from hairlab.contract import entries as contract
+from hairlab.contract.convert import to_dict
+from hairlab.contract.schema import check
 from hairlab.errors import HairlabError
-from hairlab.models.options import validate_options
+from hairlab.models.config import DOWNSAMPLE, STAGE_KEYS, ModelConfig
 
-_STAGE_KEYS = {"block", "width", "repeat", "stride", "downsample"}
-DOWNSAMPLE = ("max_pool", "stride", "none")
+if TYPE_CHECKING:
+    from hairlab.plugin_manager import PluginHost
+    from hairlab.registry import Entry
+
+__all__ = ["DOWNSAMPLE", "ModelPlan", "StagePlan", "build_model", "model_input_shape", "model_num_classes",
+           "plan_model"]
 
 
-def _plain(cfg: Any) -> dict[str, Any]:
-    """A resolved plain dict from a DictConfig or mapping."""
+def _mapping(model_cfg: Any) -> dict[str, Any]:
+    if model_cfg is None:
+        raise HairlabError("the config has no model; choose one with model=NAME (see `hairlab run --help`)")
     try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        pass
-    if not isinstance(cfg, Mapping):
-        raise HairlabError(f"model config must be a mapping, got {type(cfg).__name__}")
-    return dict(cfg)
+        return to_dict(model_cfg)
+    except HairlabError:
+        raise HairlabError(f"model config must be a mapping, got {type(model_cfg).__name__}") from None
 
 
 def model_input_shape(model_cfg: Any) -> tuple[int, int, int]:
     """The ``(C, H, W)`` a model config declares (for building it without data)."""
-    cfg = _plain(model_cfg)
-    shape = cfg.get("input_shape")
+    shape = _mapping(model_cfg).get("input_shape")
     if not isinstance(shape, (list, tuple)) or len(shape) != 3:
         raise HairlabError(
             f"model.input_shape must be [channels, height, width], got {shape!r}; "
             "set it in the model config, e.g. model.input_shape=[3,32,32]"
         )
-    return tuple(int(s) for s in shape)  # type: ignore[return-value]
+    return (int(shape[0]), int(shape[1]), int(shape[2]))
 
 
 def model_num_classes(model_cfg: Any) -> int:
     """The number of classes a model config declares."""
-    value = _plain(model_cfg).get("num_classes")
+    value = _mapping(model_cfg).get("num_classes")
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise HairlabError(f"model.num_classes must be a positive integer, got {value!r}")
+        raise HairlabError(f"model.num_classes must be a positive integer, got {value!r}; set model.num_classes=N")
+    return value
+
+
+@dataclass
+class StagePlan:
+    """One stage, checked: its block entry and options, width, repeats and down-sampling."""
+
+    where: str
+    entry: Entry
+    options: dict[str, Any]
+    width: int
+    repeat: int
+    stride: int
+    downsample: bool
+
+
+@dataclass
+class ModelPlan:
+    """A model config fully checked against the builder's and every entry's schema; no torch yet."""
+
+    name: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    downsample: str
+    pool_size: int
+    pool_stride: int
+    stages: list[StagePlan]
+    head: Entry
+    head_options: dict[str, Any]
+
+
+def _positive(stage: Mapping[str, Any], key: str, where: str, default: int) -> int:
+    value = stage.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise HairlabError(f"{where}.{key}={value!r}: expected a positive integer")
     return value
 
 
@@ -73,96 +102,99 @@ def _width(stage: Mapping[str, Any], where: str, multiplier: float, num_classes:
     if width == "num_classes":
         return num_classes
     if not isinstance(width, int) or isinstance(width, bool) or width < 1:
-        raise HairlabError(f"{where}.width must be a positive integer or 'num_classes', got {width!r}")
+        raise HairlabError(f"{where}.width={width!r}: expected a positive integer or 'num_classes'")
     return max(1, round(width * multiplier))
 
 
-def _block_options(entry: Any, stage: Mapping[str, Any], defaults: Mapping[str, Any], where: str) -> dict:
-    fields = {f.name for f in dataclasses.fields(entry.schema)} if entry.schema else None
-    opts = {k: v for k, v in defaults.items() if fields is None or k in fields}
-    opts.update({k: v for k, v in stage.items() if k not in _STAGE_KEYS})
-    return validate_options(entry, opts, where)
+def _plan_stage(host: PluginHost, i: int, stage: Any, cfg: ModelConfig, num_classes: int, last: bool
+                ) -> StagePlan:
+    where = f"model.stages[{i}]"
+    if not isinstance(stage, Mapping) or "block" not in stage:
+        raise HairlabError(f"{where} must be a mapping with at least 'block' and 'width', got {stage!r}")
+    entry = host.registry("blocks").get(str(stage["block"]))
+    schema = contract.schema_of(entry, "blocks")
+    known = None if schema is None else {o for o in getattr(schema, "__dataclass_fields__", {})}
+    shared = dict(cfg.block_defaults)
+    if cfg.batch_norm is not None:
+        shared["batch_norm"] = cfg.batch_norm
+    opts = {k: v for k, v in shared.items() if known is None or k in known}
+    opts.update({k: v for k, v in stage.items() if k not in STAGE_KEYS})
+    options = check(schema, opts, where=where, owner=contract.owner(entry, "blocks", host))
+    downsample = stage.get("downsample", not last)
+    if not isinstance(downsample, bool):
+        raise HairlabError(f"{where}.downsample={downsample!r}: expected true or false")
+    return StagePlan(where, entry, options, _width(stage, where, cfg.width_multiplier, num_classes),
+                     _positive(stage, "repeat", where, 1), _positive(stage, "stride", where, 1), downsample)
 
 
-def build_model(model_cfg: Any, *, num_classes: int | None = None,
-                input_shape: tuple[int, int, int] | None = None) -> Any:
-    """The ``torch.nn.Module`` a model config describes.
+def plan_model(model_cfg: Any, host: PluginHost, *, num_classes: int | None = None,
+               input_shape: tuple[int, int, int] | None = None) -> ModelPlan:
+    """Check a model config against the builder's schema and every block's and the head's.
 
     ``num_classes`` and ``input_shape`` override the config's (the training job passes the
-    dataset's, so a model config works with any dataset).
+    dataset's, so a model config works with any dataset). Imports no torch: the whole-config
+    check runs this before a job starts.
     """
-    import torch
+    data = _mapping(model_cfg)
+    cfg = ModelConfig(**check(ModelConfig, data, where="model", owner="the model config"))
+    classes = int(num_classes) if num_classes is not None else model_num_classes(data)
+    shape = tuple(input_shape) if input_shape is not None else model_input_shape(data)
+    stages = [_plan_stage(host, i, s, cfg, classes, i == len(cfg.stages) - 1) for i, s in enumerate(cfg.stages)]
+    head, head_options = contract.validate(host, "heads", cfg.head, where="model.head")
+    return ModelPlan(cfg.name, shape, classes, cfg.downsample, cfg.pool_size,  # type: ignore[arg-type]
+                     cfg.pool_stride or cfg.pool_size, stages, head, head_options)
+
+
+def _build_body(plan: ModelPlan, host: PluginHost) -> tuple[Any, int]:
+    """The stages and pools, in order, and the channels the head receives."""
     from torch import nn
 
-    from hairlab.models.net import ConvNet
-    from hairlab.plugin_manager import registry
-
-    cfg = _plain(model_cfg)
-    num_classes = int(num_classes) if num_classes is not None else model_num_classes(cfg)
-    shape = tuple(input_shape) if input_shape is not None else model_input_shape(cfg)
-    multiplier = float(cfg.get("width_multiplier", 1.0))
-    if multiplier <= 0:
-        raise HairlabError(f"model.width_multiplier must be > 0, got {multiplier}")
-    downsample = str(cfg.get("downsample", "max_pool"))
-    if downsample not in DOWNSAMPLE:
-        raise HairlabError(
-            f"model.downsample={downsample!r} is unknown; choose one of {', '.join(DOWNSAMPLE)}")
-    pool_size = int(cfg.get("pool_size", 2))
-    pool_stride = int(cfg.get("pool_stride") or pool_size)
-    defaults = dict(cfg.get("block_defaults") or {})
-    stages = cfg.get("stages") or []
-    if not stages:
-        raise HairlabError("model.stages is empty; a model config needs at least one stage")
-
-    blocks = registry("blocks")
     body: OrderedDict[str, nn.Module] = OrderedDict()
-    channels = shape[0]
+    channels = plan.input_shape[0]
     carry_stride = 1
-    for i, stage in enumerate(stages, start=1):
-        where = f"model.stages[{i - 1}]"
-        if not isinstance(stage, Mapping) or "block" not in stage:
-            raise HairlabError(f"{where} must be a mapping with at least 'block' and 'width'")
-        entry = blocks.get(str(stage["block"]))
-        width = _width(stage, where, multiplier, num_classes)
-        opts = _block_options(entry, stage, defaults, where)
-        repeat = int(stage.get("repeat", 1))
-        first_stride = max(int(stage.get("stride", 1)), carry_stride)
-        layers = OrderedDict()
-        for r in range(repeat):
-            try:
-                layers[f"block{r + 1}"] = entry.factory(channels, width, stride=first_stride if r == 0 else 1,
-                                                        **opts)
-            except (TypeError, ValueError) as exc:
-                raise HairlabError(f"{where}: block {entry.name!r} rejected its options: {exc}") from None
-            channels = width
+    for i, stage in enumerate(plan.stages, start=1):
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        first_stride = max(stage.stride, carry_stride)
+        for r in range(stage.repeat):
+            layers[f"block{r + 1}"] = contract.call(stage.entry, "blocks", stage.options, channels, stage.width,
+                                                    host=host, stride=first_stride if r == 0 else 1)
+            channels = stage.width
         body[f"stage{i}"] = nn.Sequential(layers)
-        last = i == len(stages)
         carry_stride = 1
-        if bool(stage.get("downsample", not last)) and downsample != "none":
-            if downsample == "max_pool":
-                body[f"pool{i}"] = nn.MaxPool2d(pool_size, pool_stride)
-            else:
-                carry_stride = 2
+        if stage.downsample and plan.downsample == "max_pool":
+            body[f"pool{i}"] = nn.MaxPool2d(plan.pool_size, plan.pool_stride)
+        elif stage.downsample and plan.downsample == "stride":
+            carry_stride = 2
+    return nn.Sequential(body), channels
 
-    head_cfg = dict(cfg.get("head") or {"name": "gap"})
-    head_entry = registry("heads").get(str(head_cfg.pop("name", "gap")))
-    head_opts = validate_options(head_entry, head_cfg, "model.head")
-    try:
-        head = head_entry.factory(channels, num_classes, **head_opts)
-    except (TypeError, ValueError) as exc:
-        raise HairlabError(f"model.head: head {head_entry.name!r} rejected its options: {exc}") from None
 
-    model = ConvNet(nn.Sequential(body), head, input_shape=shape, num_classes=num_classes,
-                    name=str(cfg.get("name", "model")))
-    with torch.no_grad():  # fail here, with the config named, rather than mid-training
+def _probe(model: Any, plan: ModelPlan) -> None:
+    """Run one zero image through ``model``: fail here, with the config named, not mid-training."""
+    import torch
+
+    with torch.no_grad():
         try:
-            out = model.eval()(torch.zeros(1, *shape))
+            out = model.eval()(torch.zeros(1, *plan.input_shape))
         except RuntimeError as exc:
-            raise HairlabError(f"model {model.name!r} cannot run on input {list(shape)}: {exc}") from None
+            first = str(exc).strip().splitlines()[0]
+            raise HairlabError(f"model {plan.name!r} cannot run on input {list(plan.input_shape)}: {first}") \
+                from None
     model.train()
-    if tuple(out.shape) != (1, num_classes):
-        raise HairlabError(
-            f"model {model.name!r} outputs shape {tuple(out.shape)}, expected (N, {num_classes})")
+    if tuple(out.shape) != (1, plan.num_classes):
+        raise HairlabError(f"model {plan.name!r} outputs shape {tuple(out.shape)}, expected "
+                           f"(N, {plan.num_classes}) (num_classes); check the last stage's width and the head")
+
+
+def build_model(model_cfg: Any, host: PluginHost, *, num_classes: int | None = None,
+                input_shape: tuple[int, int, int] | None = None) -> Any:
+    """The ``torch.nn.Module`` a model config describes, from the blocks and heads of ``host``."""
+    from hairlab.models.net import ConvNet
+
+    plan = plan_model(model_cfg, host, num_classes=num_classes, input_shape=input_shape)
+    body, channels = _build_body(plan, host)
+    head = contract.call(plan.head, "heads", plan.head_options, channels, plan.num_classes, host=host)
+    model = ConvNet(body, head, input_shape=plan.input_shape, num_classes=plan.num_classes, name=plan.name)
+    _probe(model, plan)
     return model
 
 

@@ -15,76 +15,18 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hairlab.errors import HairlabError, TrainingDiverged
 from hairlab.training import checkpoint as ckpt
+from hairlab.training.config import EngineConfig
 from hairlab.training.distributed import World, all_sum, wrap
 from hairlab.training.progress import EpochProgress
 from hairlab.training.runtime import amp_dtype
 from hairlab.training.schedules import make_scheduler
-
-
-@dataclass
-class EngineConfig:
-    """The ``trainer`` config group, typed (see ``conf/trainer/default.yaml``)."""
-
-    epochs: int = 1
-    max_steps: int | None = None
-    batch_size: int = 128
-    eval_batch_size: int | None = None
-    device: str = "auto"
-    channels_last: bool = True
-    amp: str = "auto"
-    threads: int | None = None
-    deterministic: bool = False
-    label_smoothing: float = 0.0
-    tta_flip: bool = False
-    grad_clip: float | None = None
-    schedule: str = "constant"
-    warmup: float = 0.0
-    min_lr_ratio: float = 0.0
-    eval_split: str = "auto"
-    final_test: bool = True
-    log_every: int = 20
-    eval_every: int | None = None
-    progress: bool = True
-    checkpoint: bool = True
-    checkpoint_dir: str | None = None
-    resume: str | bool | None = None
-    decay_norm_and_bias: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_mapping(cls, cfg: Mapping[str, Any]) -> EngineConfig:
-        """Typed config; an unknown key or a badly typed value is a one-line error."""
-        import dataclasses
-
-        from hairlab.models.options import validate_options
-        from hairlab.registry import Entry
-
-        schema = Entry("trainer", cls, "", cls)
-        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        opts = validate_options(schema, {k: v for k, v in cfg.items() if k in known}, "trainer")
-        unknown = sorted(set(cfg) - known)
-        if unknown:
-            raise HairlabError(
-                f"trainer.{unknown[0]} is not a trainer option; valid options: {', '.join(sorted(known))}")
-        out = cls(**opts)
-        if out.epochs < 1 and out.max_steps is None:
-            raise HairlabError("trainer.epochs must be >= 1 (or set trainer.max_steps)")
-        if out.max_steps is not None and out.max_steps < 1:
-            raise HairlabError(f"trainer.max_steps must be >= 1 or null, got {out.max_steps}")
-        if out.batch_size < 1:
-            raise HairlabError(f"trainer.batch_size must be >= 1, got {out.batch_size}")
-        if out.log_every < 1:
-            raise HairlabError(f"trainer.log_every must be >= 1, got {out.log_every}")
-        if out.eval_every is not None and out.eval_every < 1:
-            raise HairlabError(f"trainer.eval_every must be >= 1 or null, got {out.eval_every}")
-        return out
 
 
 @dataclass
@@ -237,10 +179,10 @@ class Engine:
         return Outcome("finished", self.epoch, self.step, metrics, self.history, last)
 
     def _epoch(self) -> dict[str, float]:
+        """One pass over the training split (or what is left of the step budget), then its point."""
         torch = self.torch
         cfg = self.cfg
-        model, opt, sched = self.train_model, self.optimizer, self.scheduler
-        model.train()
+        self.train_model.train()
         budget = min(self.steps_per_epoch, self.total_steps - self.step)
         batches = self._batches("train", cfg.batch_size, train=True)
         losses: list[Any] = []
@@ -257,23 +199,7 @@ class Engine:
             if full < self.world.size:  # a last batch too small to give every rank an example
                 continue
             x, y = self.world.shard(x.contiguous(memory_format=self.memory_format), y)
-            with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
-                out = model(x)
-                loss = self.criterion(out, y)
-            opt.zero_grad(set_to_none=True)
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-                if cfg.grad_clip:
-                    self.scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                self.scaler.step(opt)
-                self.scaler.update()
-            else:
-                loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
-            sched.step()
+            out, loss = self._step(x, y)
             losses.append(loss.detach())
             correct += (out.detach().argmax(1) == y).sum()
             seen += full
@@ -298,6 +224,32 @@ class Engine:
             **self._window_metrics(window, loss_sum, done, self._count(correct), seen),
             "throughput/img_s": seen / train_s if train_s > 0 else 0.0,
         }
+        return self._end_epoch(metrics, start)
+
+    def _step(self, x: Any, y: Any) -> tuple[Any, Any]:
+        """One optimizer step on a batch (autocast, loss scaling, gradient clipping, schedule)."""
+        torch, cfg, model, opt = self.torch, self.cfg, self.train_model, self.optimizer
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+            out = model(x)
+            loss = self.criterion(out, y)
+        opt.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                self.scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            self.scaler.step(opt)
+            self.scaler.update()
+        else:
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+        self.scheduler.step()
+        return out, loss
+
+    def _end_epoch(self, metrics: dict[str, float], start: float) -> dict[str, float]:
+        """The epoch's evaluation, its logged point, the divergence check and the summary line."""
         if self.eval_split is not None:
             val_loss, val_acc = self.evaluate(self.eval_split)
             metrics.update({"val/loss": val_loss, "val/acc": val_acc})

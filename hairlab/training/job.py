@@ -10,19 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hairlab.errors import HairlabError
 
-
-def _plain(node: Any) -> dict[str, Any]:
-    from omegaconf import DictConfig, OmegaConf
-
-    if node is None:
-        return {}
-    if isinstance(node, DictConfig):
-        return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
-    return dict(node)
+if TYPE_CHECKING:
+    from hairlab.plugin_manager import PluginHost
 
 
 def job_dir(tracker: Any) -> Path:
@@ -39,85 +32,78 @@ def job_dir(tracker: Any) -> Path:
         return Path(directory)
 
 
-def build_optimizer(model: Any, optimizer_cfg: Mapping[str, Any], decay_norm_and_bias: bool = False) -> Any:
-    """The configured optimizer over ``model``'s parameters, options checked against its schema.
+def build_optimizer(model: Any, optimizer_cfg: Any, host: PluginHost, decay_norm_and_bias: bool = False) -> Any:
+    """The configured optimizer over ``model``'s parameters, built through the contract.
 
     Unless ``decay_norm_and_bias``, BN parameters and biases (1-d tensors) get no weight decay:
     decaying BN's scale fights the normalization and only slows training.
     """
-    from hairlab.models.options import validate_options
-    from hairlab.plugin_manager import registry
+    from hairlab import contract
 
-    opts = dict(optimizer_cfg)
-    name = opts.pop("name", None)
-    if not name:
-        raise HairlabError(
-            "optimizer.name is missing; choose one with optimizer=NAME (see `hairlab list optimizers`)")
-    entry = registry("optimizers").get(str(name))
-    opts = validate_options(entry, opts, "optimizer")
     params = [p for p in model.parameters() if p.requires_grad]
     if decay_norm_and_bias:
         groups: Any = params
     else:
         groups = [{"params": [p for p in params if p.ndim > 1]},
                   {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
-    try:
-        return entry.factory(groups, **opts)
-    except (TypeError, ValueError) as exc:
-        raise HairlabError(f"optimizer {name!r} rejected its options: {exc}") from None
+    return contract.build(host, "optimizers", optimizer_cfg, groups, where="optimizer")
 
 
-def build_data(dataset_cfg: Mapping[str, Any]) -> Any:
-    """The configured :class:`~hairlab.data.DataModule`."""
-    from hairlab.plugin_manager import registry
+def build_data(dataset_cfg: Any, host: PluginHost) -> Any:
+    """The configured :class:`~hairlab.data.DataModule`, built through the contract."""
+    from hairlab import contract
 
-    opts = dict(dataset_cfg)
-    name = opts.pop("name", None)
-    if not name:
-        raise HairlabError(
-            "dataset.name is missing; choose one with dataset=NAME (see `hairlab list datasets`)")
-    return registry("datasets").create(str(name), **opts)
+    return contract.build(host, "datasets", dataset_cfg, where="dataset")
 
 
-def hardware_metrics(model: Any, input_shape: tuple[int, ...], targets: list[str]) -> dict[str, float]:
-    """Predicted latency per hardware target (``hw/<target>/latency_s``) from the cost model."""
+def hardware_metrics(model: Any, input_shape: tuple[int, ...], targets: Mapping[str, Any], host: PluginHost
+                     ) -> dict[str, float]:
+    """Predicted latency per hardware target (``hw/<target>/latency_s``) from the cost model.
+
+    ``targets`` as :func:`hairlab.costmodel.api.resolve_targets` gives them: name -> config node
+    (None = the target's default config).
+    """
     if not targets:
         return {}
-    from hairlab.costmodel import latency_metrics
+    from hairlab.costmodel.api import latency_metrics
 
     was_training = model.training
     try:
-        return {k: float(v) for k, v in latency_metrics(model, tuple(input_shape), list(targets)).items()}
+        metrics = latency_metrics(model, tuple(input_shape), targets, host)
+        return {k: float(v) for k, v in metrics.items()}
     finally:
         model.train(was_training)
 
 
-def train_job(cfg: Any, tracker: Any) -> dict[str, Any]:
-    """Train the configured model; returns the final metrics and how the run ended."""
+def train_job(cfg: Any, tracker: Any, host: PluginHost) -> dict[str, Any]:
+    """Train the configured model with the entries of ``host``; returns the final metrics and how it ended."""
+    from hairlab import contract
     from hairlab.models import build_model, count_parameters
     from hairlab.training import checkpoint as ckpt
+    from hairlab.training.config import EngineConfig
     from hairlab.training.distributed import setup, world_from_env
-    from hairlab.training.engine import Engine, EngineConfig
+    from hairlab.training.engine import Engine
     from hairlab.training.progress import EpochProgress
     from hairlab.training.runtime import default_threads, resolve_device, seed_everything, set_threads
 
-    ecfg = EngineConfig.from_mapping(_plain(cfg.get("trainer")))
+    ecfg = contract.settings(EngineConfig, cfg.get("trainer"), where="trainer")
     seed = int(cfg.get("seed", 0))
     threads = set_threads(ecfg.threads if ecfg.threads is not None else default_threads())
     world = world_from_env()
     device = setup(world, resolve_device(ecfg.device))
     seed_everything(seed, deterministic=ecfg.deterministic)
 
-    data = build_data(_plain(cfg.get("dataset")))
-    model = build_model(cfg.get("model"), num_classes=data.num_classes, input_shape=tuple(data.input_shape))
-    optimizer = build_optimizer(model, _plain(cfg.get("optimizer")), ecfg.decay_norm_and_bias)
+    data = build_data(cfg.get("dataset"), host)
+    model = build_model(cfg.get("model"), host, num_classes=data.num_classes, input_shape=tuple(data.input_shape))
+    optimizer = build_optimizer(model, cfg.get("optimizer"), host, ecfg.decay_norm_and_bias)
 
     params = count_parameters(model)
     tracker.log_params({f"data.{k}": _param(v) for k, v in data.info().items()})
     tracker.set_tags({"device": str(device), "threads": str(threads), "world_size": str(world.size)})
     first = {"model/params": float(params)}
-    targets = [str(t) for t in cfg.get("hw_targets") or []]
-    first.update(hardware_metrics(model, tuple(data.input_shape), targets))
+    from hairlab.costmodel.api import resolve_targets
+
+    first.update(hardware_metrics(model, tuple(data.input_shape), resolve_targets(cfg, host), host))
     tracker.log_metrics(first, step=0)
 
     directory = Path(ecfg.checkpoint_dir) if ecfg.checkpoint_dir else job_dir(tracker) / "checkpoints"

@@ -303,19 +303,12 @@ def not_found(root: Path, how: str, reason: str) -> HairlabError:
     )
 
 
-def build(*, num_classes: int = 10, image_size: int = 32, root: Any = None, train_size: int | None = None,
-          test_size: int | None = None, val_size: int | float = 0, crop_padding: int = 4, hflip: bool = True,
-          normalize: bool = True, mean: list[float] | None = None, std: list[float] | None = None,
-          download: bool = True, url: str = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-          md5: str | None = "c58f30108f718f92721af3b95e74349a", workers: int = 2) -> Any:
-    """A :class:`~hairlab.data.tensor.TensorDataModule` of CIFAR-10."""
+def build(*, num_classes: int, image_size: int, root: Any, train_size: int | None, test_size: int | None,
+          val_size: int | float, crop_padding: int, hflip: bool, normalize: bool, mean: list[float] | None,
+          std: list[float] | None, download: bool, url: str, md5: str | None, workers: int) -> Any:
+    """A :class:`~hairlab.data.tensor.TensorDataModule` of CIFAR-10 (options: ``Cifar10Options``)."""
     from hairlab.data.tensor import TensorDataModule
 
-    if num_classes != 10:
-        raise HairlabError(f"cifar10 has 10 classes; dataset.num_classes={num_classes} must be 10")
-    if image_size != 32:
-        raise HairlabError(f"cifar10 images are 32x32; dataset.image_size={image_size} must be 32 "
-                           "(dataset=imagefolder resizes other trees)")
     t0 = time.perf_counter()
     base, how = data_root(root)
     source = find_source(base)

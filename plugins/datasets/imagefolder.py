@@ -69,16 +69,13 @@ def _labelled(tree: Tree, split: str, classes: list[str]) -> list[tuple[str, int
     return [(keys[i][1], index[keys[i][0]]) for i in fixed_order(keys)]
 
 
-def build(*, num_classes: int = 1000, image_size: int = 224, root: Any = None, train_size: int | None = None,
-          test_size: int | None = None, val_size: int | float = 0, crop_padding: int = 0, hflip: bool = True,
-          normalize: bool = True, mean: list[float] | None = None, std: list[float] | None = None,
-          in_memory: Any = "auto", max_memory_mb: int = 2048, workers: int = 2,
-          stats_images: int = 1000) -> Any:
-    """A :class:`TensorDataModule` (small enough) or :class:`StreamDataModule` (too large)."""
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise HairlabError(f"dataset.image_size must be a positive integer, got {image_size!r}")
-    if in_memory not in ("auto", True, False):
-        raise HairlabError(f"dataset.in_memory must be auto, true or false, got {in_memory!r}")
+def build(*, num_classes: int, image_size: int, root: Any, train_size: int | None, test_size: int | None,
+          val_size: int | float, crop_padding: int, hflip: bool, normalize: bool, mean: list[float] | None,
+          std: list[float] | None, in_memory: Any, max_memory_mb: int, workers: int, stats_images: int) -> Any:
+    """A :class:`TensorDataModule` (small enough) or :class:`StreamDataModule` (too large).
+
+    Options: ``ImageFolderOptions`` in this plugin's ``__init__``.
+    """
     t0 = time.perf_counter()
     base, how = data_root(root)
     common = dict(num_classes=num_classes, train_size=train_size, test_size=test_size, val_size=val_size,

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from hairlab.errors import HairlabError
-
 
 def make_tensors(*, num_classes: int, image_size: int, channels: int, count: int, noise: float,
                  seed: int, stream: int) -> tuple[Any, Any]:
@@ -32,22 +30,13 @@ def make_tensors(*, num_classes: int, image_size: int, channels: int, count: int
     return x.round_().clamp_(0, 255).to(torch.uint8), labels
 
 
-def build(*, num_classes: int = 10, image_size: int = 32, channels: int = 3, root: Any = None,
-          train_size: int | None = None, test_size: int | None = None, val_size: int | float = 0,
-          num_train: int = 1024, num_test: int = 256, noise: float = 48.0, seed: int = 0,
-          crop_padding: int = 4, hflip: bool = True, normalize: bool = True,
-          mean: list[float] | None = None, std: list[float] | None = None) -> Any:
-    """A :class:`~hairlab.data.tensor.TensorDataModule` of synthetic images (``root`` unused)."""
+def build(*, num_classes: int, image_size: int, channels: int, root: Any, train_size: int | None,
+          test_size: int | None, val_size: int | float, num_train: int, num_test: int, noise: float, seed: int,
+          crop_padding: int, hflip: bool, normalize: bool, mean: list[float] | None,
+          std: list[float] | None) -> Any:
+    """A :class:`~hairlab.data.tensor.TensorDataModule` of synthetic images (options: ``SyntheticOptions``)."""
     from hairlab.data.tensor import TensorDataModule
 
-    checks = (("num_classes", num_classes), ("image_size", image_size), ("channels", channels),
-              ("num_train", num_train), ("num_test", num_test))
-    for key, value in checks:
-        low = 1
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise HairlabError(f"dataset.{key} must be an integer >= {low}, got {value!r}")
-    if noise < 0:
-        raise HairlabError(f"dataset.noise must be >= 0, got {noise!r}")
     common = dict(num_classes=num_classes, image_size=image_size, channels=channels, noise=float(noise),
                   seed=int(seed))
     train = make_tensors(count=num_train, stream=0, **common)

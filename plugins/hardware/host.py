@@ -16,36 +16,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from hairlab.costmodel.target import Conventions, Target, common_options, reject_unknown
+from hairlab.costmodel.target import Conventions, Target, common_options
 from hairlab.errors import HairlabError
 
 HOST = Conventions(
     fuse_bn_relu=False, bn_ops=2.0, relu_ops=1.0, pool_ops=1.0, softmax_ops=3.0, depthwise_ops="grouped",
     locality="working_set", input_location="external", append_softmax=False,
 )
-_KEYS = ["threads", "calibration", "internal_memory", "bus_bandwidth", "matrix_flops", "conv_flops",
-         "pwconv_flops", "dwconv_flops", "generic_flops", "layer_overhead_s", "batch_size", "overlap",
-         "double_buffer", "bytes_per_element", "input_size"]
-
 
 def host(**options: Any) -> Target:
     """Build the host target; any rate left null comes from the calibration."""
     from hairlab.costmodel.calibrate import calibration
 
-    options = dict(options)
-    threads = options.pop("threads", 1)
+    options = dict(options)  # checked by the contract against HostOptions
+    threads = int(options.pop("threads", 1))
     mode = str(options.pop("calibration", "auto"))
-    if mode not in ("auto", "refresh"):
-        raise HairlabError(f"hardware.calibration={mode!r} is unknown; choose auto (use the cache) or "
-                           "refresh")
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise HairlabError(f"hardware.threads must be a positive integer or null, got {threads!r}")
     options.setdefault("overlap", False)
     common = common_options(options)
     rate_keys = ("internal_memory", "bus_bandwidth", "matrix_flops", "conv_flops", "pwconv_flops",
                  "dwconv_flops", "generic_flops", "layer_overhead_s")
     given = {k: options.pop(k, None) for k in rate_keys}
-    reject_unknown("host", options, _KEYS)
     cal = calibration(threads, refresh=mode == "refresh")
     caches = cal.get("caches") or {}
     # A layer runs at compute speed while its maps sit in the core's private cache (L2);

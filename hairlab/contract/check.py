@@ -1,0 +1,109 @@
+"""The whole composed config checked before anything runs: no data loaded, no store, no run.
+
+:func:`check_config` is called right after Hydra composes a job's config (the task function,
+before the tracker exists); :func:`check_sweep` composes and checks every job of a basic-sweeper
+multirun before its first job starts (the sweep callback's ``on_multirun_start``). A bad value
+is one :class:`~hairlab.errors.HairlabError` line naming the key, the value, what was expected,
+and the entry and plugin that own the option.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hairlab.contract.convert import to_dict
+from hairlab.contract.entries import GROUPS, settings, validate
+from hairlab.errors import HairlabError
+
+if TYPE_CHECKING:
+    from hairlab.plugin_manager import PluginHost
+
+
+def _node(cfg: Any, key: str) -> Any:
+    """``cfg[key]`` resolved to plain values; an interpolation error names the key."""
+    try:
+        value = cfg.get(key) if hasattr(cfg, "get") else None
+        if value is None:
+            return None
+        return to_dict(value) if hasattr(value, "items") else value
+    except HairlabError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - OmegaConf resolution errors
+        from hairlab.hydra_app import describe_config_error
+
+        raise HairlabError(f"{key}: {describe_config_error(exc)}") from None
+
+
+def check_config(cfg: Any, host: PluginHost) -> None:
+    """Check every group of a composed config against its schema; raises one-line HairlabError."""
+    from hairlab.models.builder import plan_model
+    from hairlab.tracking.settings import TrackingConfig
+    from hairlab.training.config import EngineConfig
+
+    nodes = {key: _node(cfg, key) for key in ("model", "optimizer", "dataset", "hardware", "trainer",
+                                               "tracking")}
+    for kind, group in GROUPS.items():
+        if nodes[group] is not None:
+            validate(host, kind, nodes[group], where=group)
+    if nodes["trainer"] is not None:
+        settings(EngineConfig, nodes["trainer"], where="trainer")
+    if nodes["tracking"] is not None:
+        settings(TrackingConfig, nodes["tracking"], where="tracking")
+    if nodes["model"] is not None:
+        model = nodes["model"]
+        data = nodes["dataset"] or {}
+        classes = model.get("num_classes") or data.get("num_classes") or 1
+        shape = None if model.get("input_shape") else (3, 32, 32)  # a training run takes the data's
+        plan_model(model, host, num_classes=classes if isinstance(classes, int) else None, input_shape=shape)
+    targets = cfg.get("hw_targets") if hasattr(cfg, "get") else None
+    names = [targets] if isinstance(targets, str) else list(targets or [])
+    hardware = host.registry("hardware")
+    for name in names:
+        if str(name) != "auto":  # auto: the composed hardware target, when its plugin is loaded
+            hardware.get(str(name))
+
+
+def sweep_jobs(config: Any) -> list[list[str]] | None:
+    """The override list of every job a basic-sweeper multirun will launch; None for other sweepers."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    sweeper = config.hydra.get("sweeper") or {}
+    target = str(sweeper.get("_target_", ""))
+    if not target.endswith("BasicSweeper"):
+        return None
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+    arguments = params + list(config.hydra.overrides.task)
+    parsed = OverridesParser.create().parse_overrides(arguments)
+    jobs: list[list[str]] = []
+    for batch in BasicSweeper.split_arguments(parsed, None):
+        jobs.extend(list(job) for job in batch)
+    return jobs
+
+
+def check_sweep(config: Any, host: PluginHost) -> None:
+    """Compose and check every job of a basic-sweeper multirun before the first one starts.
+
+    ``config`` is the multirun's config as Hydra's ``on_multirun_start`` receives it. Other
+    sweepers (optuna, ...) choose their jobs as they go: each job is checked when it starts.
+    """
+    from hydra import compose
+    from hydra.core.global_hydra import GlobalHydra
+
+    jobs = sweep_jobs(config)
+    if not jobs or not GlobalHydra.instance().is_initialized():
+        return
+    name = config.hydra.job.get("config_name") or "config"
+    hydra_overrides = [o for o in config.hydra.overrides.hydra if o.split("=", 1)[0].startswith("hydra.searchpath")]
+    for i, overrides in enumerate(jobs):
+        label = " ".join(overrides) or "no overrides"
+        try:
+            job_cfg = compose(config_name=name, overrides=[*hydra_overrides, *overrides])
+            check_config(job_cfg, host)
+        except HairlabError as exc:
+            raise HairlabError(f"sweep job {i} ({label}): {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a composition error of one job
+            from hairlab.hydra_app import describe_config_error
+
+            raise HairlabError(f"sweep job {i} ({label}): {describe_config_error(exc)}") from None

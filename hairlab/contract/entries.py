@@ -1,0 +1,103 @@
+"""The one build path: a config node -> its entry -> schema check -> factory.
+
+Every kind goes through :func:`build` (optimizers, datasets, hardware targets at the top level,
+blocks and heads nested in a model config); the core's own settings (trainer, tracking) go
+through :func:`settings`, with the same checks and messages. A failure names what failed and
+who owns it, so a user knows which package to look at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from hairlab.contract.convert import to_dict
+from hairlab.contract.schema import check, derive, instance
+from hairlab.errors import HairlabError
+
+if TYPE_CHECKING:
+    from hairlab.plugin_manager import PluginHost
+    from hairlab.registry import Entry
+
+#: How a kind is named in messages, and how many positional factory arguments its call
+#: contract fixes (see :mod:`hairlab.hookspecs`) plus contract keywords that are not options.
+KIND_WORD = {"blocks": "block", "heads": "head", "optimizers": "optimizer", "hardware": "hardware",
+             "datasets": "dataset"}
+_CONTRACT = {"blocks": (2, ("stride",)), "heads": (2, ()), "optimizers": (1, ()), "hardware": (0, ()),
+             "datasets": (0, ())}
+#: Config group of each top-level kind (blocks and heads live inside ``model``).
+GROUPS = {"optimizers": "optimizer", "datasets": "dataset", "hardware": "hardware"}
+
+
+def schema_of(entry: Entry, kind: str) -> type | None:
+    """The entry's schema, or one read from its factory's keyword parameters."""
+    if entry.schema is not None:
+        return entry.schema
+    skip, names = _CONTRACT.get(kind, (0, ()))
+    return derive(entry.factory, skip, names)
+
+
+def owner(entry: Entry, kind: str, host: PluginHost | None = None) -> str:
+    """``optimizer 'adam' (plugin optim, hairlab 0.1.0)``: the entry and who provides it."""
+    plugin = getattr(entry, "plugin", "") or "?"
+    dist = getattr(entry, "distribution", "")
+    version = getattr(entry, "version", "")
+    if not dist and host is not None:
+        record = host.records.get(plugin)
+        if record is not None:
+            dist, version = record.distribution, record.version
+    where = f"plugin {plugin}" + (f", {dist} {version}".rstrip() if dist else "")
+    return f"{KIND_WORD.get(kind, kind)} '{entry.name}' ({where})"
+
+
+def split_name(node: Any, kind: str, where: str) -> tuple[str, dict[str, Any]]:
+    """``(name, options)`` of a config node that names its entry with ``name``."""
+    if isinstance(node, str):
+        return node, {}
+    opts = to_dict(node)
+    name = opts.pop("name", None)
+    if not name:
+        word = KIND_WORD.get(kind, kind)
+        group = GROUPS.get(kind)
+        how = f"choose one with {group}=NAME" if group and where == group else f"set {where}.name=NAME"
+        raise HairlabError(f"{where}.name is missing; {how} (see `hairlab list {kind}`) [{word}]")
+    return str(name), opts
+
+
+def validate(host: PluginHost, kind: str, node: Any, *, where: str) -> tuple[Entry, dict[str, Any]]:
+    """The entry ``node`` names and its options, checked and completed from the schema.
+
+    Nothing is built: this is what :func:`hairlab.contract.check_config` runs before a job.
+    """
+    name, opts = split_name(node, kind, where)
+    entry = host.registry(kind).get(name)
+    return entry, check(schema_of(entry, kind), opts, where=where, owner=owner(entry, kind, host))
+
+
+def build(host: PluginHost, kind: str, node: Any, *args: Any, where: str, **extra: Any) -> Any:
+    """Validate ``node`` against its entry's schema, then call the factory with ``args``.
+
+    ``extra`` are contract keywords that are not options (a block's ``stride``). An exception
+    raised by the factory (other than a :class:`HairlabError`, already worded for users) is
+    reported with the entry's kind, name and plugin.
+    """
+    entry, opts = validate(host, kind, node, where=where)
+    return call(entry, kind, opts, *args, host=host, **extra)
+
+
+def call(entry: Entry, kind: str, opts: Mapping[str, Any], *args: Any, host: PluginHost | None = None,
+         **extra: Any) -> Any:
+    """The factory call of :func:`build`, for options already validated (a block built N times)."""
+    try:
+        return entry.factory(*args, **extra, **opts)
+    except HairlabError:
+        raise
+    except Exception as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise HairlabError(f"{owner(entry, kind, host)} failed to build: {type(exc).__name__}"
+                           f"{': ' + text if text else ''}") from exc
+
+
+def settings(schema: type, node: Any, *, where: str) -> Any:
+    """A core settings node (``trainer``, ``tracking``) as its schema object, checked."""
+    return instance(schema, to_dict(node), where=where, owner=f"{where} settings of hairlab")

@@ -1,0 +1,74 @@
+"""The ``trainer`` config group's schema: every training-engine option, its type, default and help.
+
+Stored in Hydra's ConfigStore as ``trainer/default`` (there is no YAML); ranges are checked in
+``__post_init__`` so ``trainer.grad_clip=-1`` is refused before any run exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional, Union
+
+from hairlab.contract.schema import opt
+
+SCHEDULES = ("constant", "warmup", "cosine", "onecycle")
+EVAL_SPLITS = ("auto", "val", "test", "none")
+AMP = ("auto", "true", "on", "1", "false", "off", "none", "0", "bf16", "bfloat16", "fp16", "float16")
+
+
+@dataclass
+class EngineConfig:
+    """How a model is trained: length, batches, device, precision, schedule, evaluation, checkpoints."""
+
+    epochs: int = opt(1, "training epochs (with max_steps, whichever ends first)")
+    max_steps: Optional[int] = opt(None, "stop after this many optimizer steps in all; null = epochs decide")
+    batch_size: int = opt(128, "training batch size (the global batch under torchrun)")
+    eval_batch_size: Optional[int] = opt(None, "evaluation batch size; null = 2 x batch_size")
+    device: str = opt("auto", "auto = cuda, then mps, then cpu; or cpu, cuda, cuda:N, mps")
+    channels_last: bool = opt(True, "NHWC tensors: 1.3-2x faster depthwise/1x1 convs on CPU (oneDNN)")
+    amp: Union[bool, str] = opt("auto", "mixed precision: auto = on for CUDA (bf16, else fp16); true, false, "
+                                        "bf16, fp16")
+    threads: Optional[int] = opt(None, "torch intra-op threads; null = one per core (shared among joblib jobs)")
+    deterministic: bool = opt(False, "strict deterministic kernels (CPU results are reproducible without it)")
+    label_smoothing: float = opt(0.0, "label smoothing of the training loss, in [0, 1)")
+    tta_flip: bool = opt(False, "evaluation averages the logits of each image and its mirror")
+    grad_clip: Optional[float] = opt(None, "max global gradient norm, > 0; null = no clipping")
+    schedule: Literal["constant", "warmup", "cosine", "onecycle"] = opt(
+        "constant", "learning-rate schedule: constant, warmup, cosine or onecycle")
+    warmup: float = opt(0.0, "warmup length: steps, or a fraction (< 1) of the run; 0 = the schedule's default")
+    min_lr_ratio: float = opt(0.0, "cosine/onecycle end at this fraction of the base rate")
+    decay_norm_and_bias: bool = opt(False, "weight decay on BN parameters and biases too")
+    eval_split: Literal["auto", "val", "test", "none"] = opt(
+        "auto", "auto = val if the dataset carves one, else test; val, test or none")
+    final_test: bool = opt(True, "after training with a val split, also evaluate on test once")
+    log_every: int = opt(20, "steps between progress updates (each reads the losses back once)")
+    eval_every: Optional[int] = opt(None, "also a curve point (train metrics + evaluation) every N steps; "
+                                          "null = per epoch")
+    progress: bool = opt(True, "rich progress bar and one summary line per epoch")
+    checkpoint: bool = opt(True, "write checkpoints/last.pt in the job directory after every epoch")
+    checkpoint_dir: Optional[str] = opt(None, "where checkpoints go; null = <job dir>/checkpoints")
+    resume: Union[str, bool, None] = opt(None, "a killed run's job dir or checkpoint file; auto = this job's own")
+    resume_mismatch: Literal["refuse", "allow"] = opt(
+        "refuse", "continue a trainer.resume checkpoint whose job key differs (another lr, optimizer, code "
+                  "version): refuse (one-line error naming the keys) or allow")
+
+    def __post_init__(self) -> None:
+        if str(self.amp).lower() not in AMP:
+            raise ValueError(f"amp={self.amp!r}: expected auto, true, false, bf16 or fp16")
+        if self.epochs < 1 and self.max_steps is None:
+            raise ValueError(f"epochs={self.epochs}: expected an integer >= 1 (or set trainer.max_steps)")
+        for key in ("max_steps", "eval_batch_size", "eval_every", "threads"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ValueError(f"{key}={value}: expected an integer >= 1 or null")
+        for key in ("batch_size", "log_every"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key}={getattr(self, key)}: expected an integer >= 1")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip={self.grad_clip}: expected a number > 0 or null")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing={self.label_smoothing}: expected a number in [0, 1)")
+        if self.warmup < 0:
+            raise ValueError(f"warmup={self.warmup}: expected a number >= 0")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio={self.min_lr_ratio}: expected a number in [0, 1]")
