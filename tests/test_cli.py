@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +101,79 @@ def test_config_tree_is_packaged() -> None:
     on_disk = {p.relative_to(REPO / "conf").as_posix() for p in (REPO / "conf").rglob("*.yaml")}
     for rel in on_disk:
         assert root.joinpath(rel).is_file(), rel
+
+
+def test_list_one_entry_shows_its_options(tmp_path: Path) -> None:
+    res = run_cli(["list", "optimizers", "sgd", "--format", "json"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["kind"] == "optimizers" and data["name"] == "sgd" and data["plugin"] == "optim"
+    options = {o["option"]: o for o in data["options"]}
+    assert "lr" in options and "momentum" in options, options
+    assert set(options["lr"]) == {"option", "type", "default", "help"}
+    assert "float" in options["lr"]["type"]
+    res = run_cli(["list", "optimizers", "sgd"], cwd=tmp_path)
+    assert res.returncode == 0 and "momentum" in res.stdout and "plugin optim" in res.stdout
+    # An exact name that does not exist lists the alternatives, in one line.
+    res = run_cli(["list", "optimizers", "sgdd"], cwd=tmp_path)
+    assert res.returncode == 2 and "unknown optimizers entry 'sgdd'; available: adam, sgd" in res.stderr
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "markdown"])
+def test_list_and_plugins_take_a_format(tmp_path: Path, fmt: str) -> None:
+    res = run_cli(["list", "blocks", "--format", fmt], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    res2 = run_cli(["plugins", "--format", fmt], cwd=tmp_path)
+    assert res2.returncode == 0, res2.stderr
+    if fmt == "json":
+        assert {r["name"] for r in json.loads(res.stdout)} >= {"conv_bn_relu", "dw_separable"}
+        assert {p["plugin"] for p in json.loads(res2.stdout)} >= {"hairnet", "optim", "datasets", "hardware"}
+    elif fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(res.stdout)))
+        assert {"name", "description", "plugin"} == set(rows[0]) and "dw_separable" in {r["name"] for r in rows}
+        rows = list(csv.DictReader(io.StringIO(res2.stdout)))
+        assert {r["plugin"]: r["status"] for r in rows}["optim"] == "ok"
+    else:
+        assert res.stdout.startswith("| name | description | plugin |")
+        assert res2.stdout.startswith("| plugin | kinds | provides |")
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`hairlab list blocks | head -0`: no BrokenPipeError traceback or 'Exception ignored' line."""
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.Popen([sys.executable, "-m", "hairlab", "list", "blocks", "--format", "csv"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before hairlab writes a byte
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) in (1, 141), err  # click's EPIPE status, or ours at the final flush
+    assert "BrokenPipe" not in err and "Exception ignored" not in err and err == "", err
+
+
+@pytest.mark.parametrize("plugin", ["hairnet", "optim", "datasets", "hardware"])
+def test_any_builtin_can_be_disabled(tmp_path: Path, plugin: str) -> None:
+    """hairlab's core needs no particular plugin: with one built-in off, the rest works."""
+    env = {"HAIRLAB_DISABLE_PLUGINS": plugin}
+    res = run_cli(["plugins", "--format", "json"], cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stderr
+    status = {p["plugin"]: p["status"] for p in json.loads(res.stdout)}
+    assert status.pop(plugin) == "disabled" and set(status.values()) == {"ok"}, status
+    for kind in ("blocks", "heads", "optimizers", "hardware", "datasets"):
+        res = run_cli(["list", kind, "--format", "json"], cwd=tmp_path, env=env)
+        provided = {"hairnet": ("blocks", "heads"), "optim": ("optimizers",), "datasets": ("datasets",),
+                    "hardware": ("hardware",)}[plugin]
+        if kind in provided:
+            assert res.returncode == 2 and f"no {kind} match '*'" in res.stderr, res.stderr
+        else:
+            assert res.returncode == 0 and json.loads(res.stdout), (kind, res.stderr)
+
+
+def test_training_runs_with_the_hardware_plugin_disabled(tmp_path: Path) -> None:
+    """`hw_targets: auto` (the default) reports on no target when none is loaded."""
+    res = run_cli(["run", "dataset=synthetic", "dataset.train_size=32", "dataset.test_size=16", "tracking=local",
+                   "trainer.batch_size=16", "trainer.epochs=1", "trainer.max_steps=1", "trainer.threads=1"],
+                  cwd=tmp_path, env={"HAIRLAB_DISABLE_PLUGINS": "hardware"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    metrics = list(tmp_path.glob("outputs/*/*/metrics.jsonl"))
+    assert metrics and "train/loss" in metrics[0].read_text()
+    assert "hw/" not in metrics[0].read_text()
