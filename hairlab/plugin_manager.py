@@ -231,6 +231,19 @@ class PluginHost:
                         f"expected list[{type_name}]", partial=True)
         return good
 
+    # -- the build path ----------------------------------------------------------------
+    def validate(self, kind: str, node: Any, *, where: str) -> tuple[Entry, dict[str, Any]]:
+        """The entry ``node`` names and its checked options (:func:`hairlab.contract.validate`)."""
+        from hairlab import contract
+
+        return contract.validate(self, kind, node, where=where)
+
+    def build(self, kind: str, node: Any, *args: Any, where: str, **extra: Any) -> Any:
+        """Validate ``node`` against its entry's schema, then build it (:func:`hairlab.contract.build`)."""
+        from hairlab import contract
+
+        return contract.build(self, kind, node, *args, where=where, **extra)
+
     # -- queries -----------------------------------------------------------------------
     def registry(self, kind: str) -> Registry:
         """The registry of ``kind`` (one of :data:`hairlab.registry.KINDS`)."""

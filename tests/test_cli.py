@@ -56,7 +56,7 @@ def test_list_with_pattern(tmp_path: Path) -> None:
         (["run", "+experiment=nope"], "unknown experiment option 'nope'; available:"),
         (["run", "nosuchkey=3"], "nosuchkey"),
         (["run", "optimizer.lr=abc", "dataset=synthetic", "tracking=local", "hw_targets=[]"],
-         "optimizer.lr='abc' is not a valid float"),
+         "optimizer.lr='abc': expected float (optimizer 'adam' (plugin optim"),
         (["run", "model.stages.1.block=nope", "dataset=synthetic", "tracking=local", "hw_targets=[]"],
          "unknown blocks entry 'nope'; available: conv_bn_relu"),
     ],

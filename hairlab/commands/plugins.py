@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import json
-import typing
 from typing import Any
 
 import typer
@@ -104,64 +101,21 @@ def list_entries(host: PluginHost, kind: str, pattern: str = "*", fmt: str = "ta
     _emit(["name", "description", "plugin"], rows, fmt, f"{kind} matching '{pattern}'", width=120)
 
 
-def entry_options(entry: Entry) -> list[dict[str, Any]]:
-    """``name, type, default, help`` of each option, from the entry's schema.
+def entry_options(entry: Entry, kind: str) -> list[dict[str, Any]]:
+    """``option, type, default, help`` of each option, from the entry's schema.
 
-    Without a schema, the factory's keyword parameters (their defaults and annotations) are
-    what the entry accepts; they are shown with no help.
+    Without a schema, the contract reads the factory's keyword parameters (what the build
+    path checks against), so the listing and the check never disagree.
     """
-    if entry.schema is not None and dataclasses.is_dataclass(entry.schema):
-        try:
-            from hairlab.contract import options  # the contract's own reading of a schema
-        except ImportError:
-            options = None
-        if options is not None:
-            return [{"option": o.name, "type": o.type, "default": _shown(o.default), "help": o.help}
-                    for o in options(entry.schema)]
-        return _schema_options(entry.schema)
-    return _signature_options(entry.factory)
+    from hairlab.contract import options, schema_of
 
-
-def _schema_options(schema: type) -> list[dict[str, Any]]:
-    try:
-        hints = typing.get_type_hints(schema)
-    except Exception:  # noqa: BLE001 - an unresolvable annotation: show it as written
-        hints = {}
-    out = []
-    for f in dataclasses.fields(schema):
-        if f.name == "name" or not f.init:
+    rows = []
+    for o in options(schema_of(entry, kind)):
+        if o.name == "name":
             continue
-        if f.default is not dataclasses.MISSING:
-            default: Any = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            default = "(required)"
-        out.append({"option": f.name, "type": _type_name(hints.get(f.name, f.type)),
-                    "default": _shown(default), "help": str(f.metadata.get("help", ""))})
-    return out
-
-
-def _signature_options(factory: Any) -> list[dict[str, Any]]:
-    try:
-        params = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):
-        return []
-    out = []
-    for p in params:
-        if p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) or p.default is p.empty:
-            continue  # the kind's positional contract (params, in_channels, ...) is not an option
-        annotation = "" if p.annotation is p.empty else _type_name(p.annotation)
-        out.append({"option": p.name, "type": annotation, "default": _shown(p.default), "help": ""})
-    return out
-
-
-def _type_name(tp: Any) -> str:
-    if isinstance(tp, str):
-        return tp
-    if isinstance(tp, type):
-        return tp.__name__
-    return str(tp).replace("typing.", "")
+        default = "(required)" if o.required else _shown(o.default)
+        rows.append({"option": o.name, "type": o.type, "default": default, "help": o.help})
+    return rows
 
 
 def _shown(value: Any) -> Any:
@@ -172,7 +126,7 @@ def _shown(value: Any) -> Any:
 
 def show_entry(host: PluginHost, kind: str, entry: Entry, fmt: str) -> None:
     """One entry: who provides it, what it is, and every option with type, default and help."""
-    rows = entry_options(entry)
+    rows = entry_options(entry, kind)
     rec = host.records.get(entry.plugin)
     dist = f"{rec.distribution} {rec.version}".strip() if rec else ""
     owner = f"plugin {entry.plugin}" + (f", {dist}" if dist else "")
@@ -183,6 +137,8 @@ def show_entry(host: PluginHost, kind: str, entry: Entry, fmt: str) -> None:
                                "options": rows}, indent=1))
         return
     columns = ["option", "type", "default", "help"]
+    for row in rows:
+        row["default"] = "null" if row["default"] is None else row["default"]  # as a YAML override spells it
     if fmt == "table":
         from rich.console import Console
 
@@ -193,9 +149,7 @@ def show_entry(host: PluginHost, kind: str, entry: Entry, fmt: str) -> None:
         if not rows:
             console.print("  no options")
             return
-        for row in rows:
-            row["default"] = "null" if row["default"] is None else row["default"]
-        _emit(columns, rows, fmt, f"options ({kind}.{entry.name})" if kind else "", width=120)
+        _emit(columns, rows, fmt, f"options ({kind}.{entry.name})", width=120)
         return
     if fmt == "markdown":
         typer.echo(f"**{kind} `{entry.name}`** ({owner}): {entry.summary()}\n")

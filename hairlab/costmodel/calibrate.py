@@ -23,7 +23,6 @@ from typing import Any
 
 from hairlab.errors import HairlabError
 
-ENV_CACHE = "HAIRLAB_CACHE"
 VERSION = 4
 _allow_run = [True]
 
@@ -43,8 +42,10 @@ def cached_only() -> Iterator[None]:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get(ENV_CACHE) or str(Path.home() / ".cache" / "hairlab")
-    return Path(root) / "calibration"
+    """Calibrations live under hairlab's one cache rule (``hairlab.data.paths.cache_dir``)."""
+    from hairlab.data.paths import cache_dir as root
+
+    return root() / "calibration"
 
 
 def cpu_model() -> str:
