@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -70,16 +71,20 @@ def ui(host: str = "127.0.0.1", port: int = 5000, tracking_uri: str | None = Non
         typer.echo("note: bound beyond this machine; anyone who can reach it can read and change runs")
     env = dict(os.environ)
     env.pop("MLFLOW_RUN_ID", None)
-    # Its own process group, so that stopping hairlab stops the server and its workers too.
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # The server runs under a guard (see serve_guarded) that stops it, workers and all, when
+    # this process ends by any means: Ctrl-C, SIGTERM, a closed terminal (SIGHUP), SIGKILL.
+    guard = [sys.executable, "-c", GUARD_CODE, str(os.getpid()), *cmd]
+    old = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        code = proc.wait()
-    except KeyboardInterrupt:
-        _stop_group(proc)
-        return
+        proc = subprocess.Popen(guard, env=env, start_new_session=True)
+        try:
+            code = proc.wait()
+        except KeyboardInterrupt:
+            _stop_group(proc)
+            return
     finally:
-        signal.signal(signal.SIGTERM, old_term)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     if code:
         raise HairlabError(f"the MLflow server exited with status {code} (command: {' '.join(cmd)})")
 
@@ -88,12 +93,61 @@ def ui(host: str = "127.0.0.1", port: int = 5000, tracking_uri: str | None = Non
 TRAINING_VIEW = "workflowType=machine_learning"
 
 
+#: Runs :func:`serve_guarded` as the leader of the server's process group: argv = parent pid, command.
+GUARD_CODE = ("import sys; from hairlab.commands.tracking import serve_guarded; "
+              "sys.exit(serve_guarded(int(sys.argv[1]), sys.argv[2:]))")
+#: Seconds the server gets to stop after SIGTERM before its whole group is killed.
+STOP_GRACE_S = 10.0
+
+
+def serve_guarded(parent: int, cmd: list[str], poll_s: float = 0.5) -> int:
+    """Run ``cmd`` (the MLflow server) and stop its whole process group when ``parent`` is gone.
+
+    Why a guard: ``mlflow server`` starts uvicorn workers and job consumers; SIGTERM to the
+    server alone leaves consumers behind, and nothing at all reaches them when ``hairlab ui``
+    is SIGKILLed. The guard notices its parent's end (its parent pid changes, whatever killed
+    it) or a signal, then terminates the server's own process group, and kills what is left.
+    """
+    stop = False
+
+    def on_signal(signum: int, frame: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    if os.getppid() != parent:
+        return 1  # the parent died before we started
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    code: int | None = None
+    while code is None and not stop and os.getppid() == parent:
+        try:
+            code = proc.wait(timeout=poll_s)
+        except subprocess.TimeoutExpired:
+            continue
+    _kill_group(proc, grace=0.0 if code is not None else STOP_GRACE_S)
+    return code if code is not None else 0
+
+
+def _kill_group(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM ``proc``'s process group, wait ``grace`` seconds for ``proc``, then SIGKILL the group."""
+    if grace > 0:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # stragglers (job consumers) never outlive the server
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+    for sig, wait in ((signal.SIGTERM, STOP_GRACE_S + 10), (signal.SIGKILL, 5)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
