@@ -4,7 +4,7 @@ Files are decoded and resized to ``size x size`` uint8 by DataLoader worker proc
 crop, flip and normalization then run per batch on the training device with the same code
 as the in-memory module, and all random draws (order, crops, flips) come from the engine's
 generator in the main process, so an epoch is reproducible whatever the worker count.
-Splits follow :func:`hairlab.data.tensor.split_indices`.
+Splits, statistics, the drop-last rule and ``info()`` come from :class:`hairlab.data.base.BaseDataModule`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from typing import Any
 
 import torch
 
-from hairlab.data.augment import Normalizer, crop_flip
+from hairlab.data.augment import crop_flip
+from hairlab.data.base import BaseDataModule
 from hairlab.data.images import decode_image
-from hairlab.data.tensor import Batches, cpu_threads, split_indices
+from hairlab.data.tensor import Batches, cpu_threads
 from hairlab.errors import HairlabError
 
 
@@ -50,7 +51,7 @@ def _check(errors: Sequence[str]) -> None:
         raise HairlabError(f"cannot decode image {bad}; replace or delete that file")
 
 
-class StreamDataModule:
+class StreamDataModule(BaseDataModule):
     """Images decoded from disk every epoch by ``workers`` DataLoader processes."""
 
     def __init__(self, name: str, *, train: Sequence[tuple[str, int]], test: Sequence[tuple[str, int]],
@@ -59,32 +60,23 @@ class StreamDataModule:
                  crop_padding: int = 0, hflip: bool = False, mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, normalize: bool = True, workers: int = 2,
                  stats_images: int = 1000, extra_info: dict[str, Any] | None = None) -> None:
-        sl = split_indices(len(train), len(test), train_size=train_size, test_size=test_size,
-                           val_size=val_size)
-        self.name = name
-        self.num_classes = int(num_classes)
-        self.classes = list(classes or [str(i) for i in range(num_classes)])
-        self.input_shape = (3, size, size)
+        super().__init__(name, num_classes=num_classes, input_shape=(3, size, size), classes=classes,
+                         crop_padding=crop_padding, hflip=hflip, extra_info=extra_info)
         self.size = size
-        self.crop_padding, self.hflip = int(crop_padding), bool(hflip)
         self.workers = max(0, int(workers))
-        self.cpu_threads: int | None = 1  # see hairlab.data.tensor.cpu_threads
-        self._splits = {"train": list(train[sl["train"]]), "val": list(train[sl["val"]]),
-                        "test": list(test[sl["test"]])}
-        if not normalize:
-            mean, std, self.stats_source = [0.0] * 3, [1.0] * 3, "none"
-        elif mean is None or std is None:
+        sl = self.carve(len(train), len(test), train_size=train_size, test_size=test_size, val_size=val_size)
+        self.splits = {"train": list(train[sl["train"]]), "val": list(train[sl["val"]]),
+                       "test": list(test[sl["test"]])}
+        sample = self.splits["train"][:stats_images]
+
+        def measure() -> tuple[list[float], list[float]]:
             from hairlab.data.augment import channel_stats
 
-            sample = self._splits["train"][:stats_images]
             x = torch.cat([xb for xb, _ in self._raw(sample, 256)]) if sample else torch.zeros(0, 3, 1, 1)
-            cmean, cstd = channel_stats(x.to(torch.uint8))
-            mean, std = (cmean if mean is None else mean), (cstd if std is None else std)
-            self.stats_source = f"first {len(sample)} training images"
-        else:
-            self.stats_source = "config"
-        self.normalizer = Normalizer(mean, std)
-        self._extra = dict(extra_info or {})
+            return channel_stats(x.to(torch.uint8))
+
+        self.set_normalization(normalize=normalize, mean=mean, std=std, measure=measure,
+                               measured_from=f"first {len(sample)} training images")
 
     def _loader(self, items: Sequence[tuple[str, int]], batch_size: int, order: Sequence[int] | None,
                 pin: bool = False) -> torch.utils.data.DataLoader:
@@ -99,35 +91,16 @@ class StreamDataModule:
             _check(errors)
             yield xb, yb
 
-    def note(self, **facts: Any) -> None:
-        """Add facts to :meth:`info`."""
-        self._extra.update(facts)
-
-    # -- contract --------------------------------------------------------------------------
-    def num_examples(self, split: str) -> int:
-        return len(self._splits.get(split, ()))
-
+    # -- contract (num_examples and note come from BaseDataModule) ------------------------
     def info(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "num_classes": self.num_classes, "classes": list(self.classes),
-            "input_shape": list(self.input_shape), "train_examples": self.num_examples("train"),
-            "val_examples": self.num_examples("val"), "test_examples": self.num_examples("test"),
-            "mean": [round(m, 6) for m in self.normalizer.mean],
-            "std": [round(s, 6) for s in self.normalizer.std],
-            "stats_from": self.stats_source, "crop_padding": self.crop_padding, "hflip": self.hflip,
-            "in_memory": False, "workers": self.workers, **self._extra,
-        }
+        return {**super().info(), "in_memory": False, "workers": self.workers}
 
     def train_batches(self, batch_size: int, *, device: Any, generator: torch.Generator,
                       memory_format: Any = None, drop_last: bool | None = None) -> Batches:
         """One shuffled epoch; see :meth:`TensorDataModule.train_batches` for ``drop_last``."""
-        items = self._splits["train"]
+        length = self.epoch_length(batch_size, drop_last)
+        items = self.splits["train"]
         n = len(items)
-        if n == 0:
-            raise HairlabError(f"{self.name}: the training split is empty")
-        full, rem = divmod(n, batch_size)
-        keep_tail = rem > 0 and (drop_last is False or (drop_last is None and rem > 1))
-        length = full + int(keep_tail)
         dev = torch.device(device)
 
         def make() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -143,9 +116,8 @@ class StreamDataModule:
         return Batches(length, make)
 
     def eval_batches(self, split: str, batch_size: int, *, device: Any, memory_format: Any = None) -> Batches:
-        if split not in ("val", "test"):
-            raise HairlabError(f"eval split must be 'val' or 'test', got {split!r}")
-        items = self._splits[split]
+        self.check_eval_split(split)
+        items = self.splits[split]
         dev = torch.device(device)
 
         def make() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

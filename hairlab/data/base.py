@@ -1,0 +1,188 @@
+"""The parts every DataModule shares, as a base class a dataset plugin can subclass.
+
+A dataset plugin decides where examples come from and how a batch is made; everything else is
+the same for all of them and lives here, so that every dataset splits, normalizes, counts and
+reports itself the same way:
+
+- **splits**: :meth:`BaseDataModule.carve` takes train/val/test from the source train and
+  test sets by the fixed rule (validation = the *last* ``val_size`` training examples, so it
+  does not move when ``train_size`` changes; train = the first ``train_size`` of the rest;
+  test = the first ``test_size`` test examples);
+- **statistics**: :meth:`BaseDataModule.set_normalization` (per-channel mean/std from the
+  config, measured on the training split, or none);
+- **the drop-last rule**: :meth:`BaseDataModule.epoch_length` drops only a trailing batch of
+  a single example (BatchNorm cannot train on it) unless told otherwise;
+- **info**: :meth:`BaseDataModule.info`, the facts a run logs as ``data.*`` params.
+
+No torch import at module level: importing the contract stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from hairlab.errors import HairlabError
+
+
+def check_size(value: Any, key: str) -> int | None:
+    """A ``train_size``/``test_size`` option: ``None`` (all) or a positive int."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise HairlabError(f"dataset.{key} must be a positive integer or null (all), got {value!r}")
+    return value
+
+
+def val_count(val_size: Any, available: int) -> int:
+    """``val_size`` as a count: an int, or a float fraction in (0, 1) of the training set."""
+    if val_size is None or val_size == 0:
+        return 0
+    if isinstance(val_size, float) and 0 < val_size < 1:
+        count = round(val_size * available)
+    elif isinstance(val_size, int) and not isinstance(val_size, bool) and val_size > 0:
+        count = val_size
+    else:
+        raise HairlabError(
+            f"dataset.val_size must be a count (int >= 0) or a fraction in (0, 1), got {val_size!r}"
+        )
+    if count >= available:
+        raise HairlabError(
+            f"dataset.val_size={val_size} leaves no training examples (the training set has {available})"
+        )
+    return count
+
+
+def split_indices(n_train: int, n_test: int, *, train_size: Any, test_size: Any,
+                  val_size: Any) -> dict[str, slice]:
+    """Slices of the source train/test sets for the train, val and test splits."""
+    tr, te = check_size(train_size, "train_size"), check_size(test_size, "test_size")
+    nv = val_count(val_size, n_train)
+    rest = n_train - nv
+    return {
+        "train": slice(0, rest if tr is None else min(tr, rest)),
+        "val": slice(rest, n_train),
+        "test": slice(0, n_test if te is None else min(te, n_test)),
+    }
+
+
+def epoch_length(n: int, batch_size: int, drop_last: bool | None = None) -> int:
+    """Batches in one training epoch of ``n`` examples.
+
+    ``drop_last=None`` drops only a trailing batch of a single example, which BatchNorm
+    cannot train on; ``True``/``False`` drop every/no partial batch.
+    """
+    full, rem = divmod(n, batch_size)
+    keep_tail = rem > 0 and (drop_last is False or (drop_last is None and rem > 1))
+    return full + int(keep_tail)
+
+
+class BaseDataModule:
+    """Splits, normalization statistics, the drop-last rule and ``info()`` for a DataModule.
+
+    A subclass stores each split's examples in ``self.splits`` (``"train"``, ``"val"``,
+    ``"test"``; anything :meth:`count` can size), calls :meth:`set_normalization`, and
+    implements ``train_batches`` and ``eval_batches`` of :class:`hairlab.data.DataModule`,
+    using :meth:`epoch_length`, :meth:`check_eval_split` and ``self.normalizer``.
+    """
+
+    def __init__(self, name: str, *, num_classes: int, input_shape: Sequence[int],
+                 classes: Sequence[str] | None = None, crop_padding: int = 0, hflip: bool = False,
+                 extra_info: dict[str, Any] | None = None) -> None:
+        if isinstance(crop_padding, bool) or not isinstance(crop_padding, int) or crop_padding < 0:
+            raise HairlabError(f"dataset.crop_padding must be an integer >= 0, got {crop_padding!r}")
+        self.name = name
+        self.num_classes = int(num_classes)
+        self.classes = list(classes) if classes is not None else [str(i) for i in range(self.num_classes)]
+        shape = tuple(int(s) for s in input_shape)
+        if len(shape) != 3:
+            raise ValueError(f"{name}: input_shape must be (channels, height, width), got {shape}")
+        self.input_shape: tuple[int, int, int] = (shape[0], shape[1], shape[2])
+        self.crop_padding = crop_padding
+        self.hflip = bool(hflip)
+        #: Intra-op threads for batch assembly on the CPU (``None``: torch's setting); see
+        #: :func:`hairlab.data.tensor.cpu_threads`.
+        self.cpu_threads: int | None = 1
+        self.splits: dict[str, Any] = {}
+        self.normalizer: Any = None
+        self.stats_source = ""
+        self._extra = dict(extra_info or {})
+
+    # -- splits ----------------------------------------------------------------------------
+    @staticmethod
+    def carve(n_train: int, n_test: int, *, train_size: Any, test_size: Any, val_size: Any) -> dict[str, slice]:
+        """The fixed split rule (see the module docstring) as slices of the source sets."""
+        return split_indices(n_train, n_test, train_size=train_size, test_size=test_size, val_size=val_size)
+
+    def count(self, examples: Any) -> int:
+        """Examples in one stored split (override when a split is not a plain sequence)."""
+        return len(examples)
+
+    def num_examples(self, split: str) -> int:
+        """Examples in ``split`` (0 when the split does not exist)."""
+        examples = self.splits.get(split)
+        return 0 if examples is None else self.count(examples)
+
+    def epoch_length(self, batch_size: int, drop_last: bool | None = None) -> int:
+        """Training batches per epoch, by the drop-last rule; an empty training split is an error."""
+        n = self.num_examples("train")
+        if n == 0:
+            raise HairlabError(f"{self.name}: the training split is empty")
+        return epoch_length(n, batch_size, drop_last)
+
+    @staticmethod
+    def check_eval_split(split: str) -> None:
+        if split not in ("val", "test"):
+            raise HairlabError(f"eval split must be 'val' or 'test', got {split!r}")
+
+    # -- statistics ------------------------------------------------------------------------
+    def set_normalization(self, *, normalize: bool, mean: Sequence[float] | None, std: Sequence[float] | None,
+                          measure: Callable[[], tuple[Sequence[float], Sequence[float]]],
+                          measured_from: str = "train split") -> None:
+        """Per-channel normalization: from the config, measured (``measure()``), or off.
+
+        ``measure`` is called only when the config leaves mean or std unset; it returns the
+        training split's per-channel mean and std in [0, 1] units (as
+        :func:`hairlab.data.augment.channel_stats` gives them).
+        """
+        from hairlab.data.augment import Normalizer
+
+        channels = self.input_shape[0]
+        if not normalize:  # pixels scaled to [0, 1] only
+            mean, std, self.stats_source = [0.0] * channels, [1.0] * channels, "none"
+        elif mean is None or std is None:
+            cmean, cstd = measure()
+            self.stats_source = measured_from if mean is None and std is None else f"{measured_from} + config"
+            mean = cmean if mean is None else mean
+            std = cstd if std is None else std
+        else:
+            self.stats_source = "config"
+        if len(mean) != channels or len(std) != channels:
+            raise HairlabError(
+                f"dataset.mean and dataset.std need {channels} values, got {list(mean)} and {list(std)}"
+            )
+        self.normalizer = Normalizer(mean, std)
+
+    # -- info ------------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """Facts worth tracking: sizes, classes, normalization statistics, augmentation."""
+        norm = self.normalizer
+        return {
+            "name": self.name,
+            "num_classes": self.num_classes,
+            "classes": list(self.classes),
+            "input_shape": list(self.input_shape),
+            "train_examples": self.num_examples("train"),
+            "val_examples": self.num_examples("val"),
+            "test_examples": self.num_examples("test"),
+            "mean": [round(m, 6) for m in norm.mean] if norm is not None else None,
+            "std": [round(s, 6) for s in norm.std] if norm is not None else None,
+            "stats_from": self.stats_source,
+            "crop_padding": self.crop_padding,
+            "hflip": self.hflip,
+            **self._extra,
+        }
+
+    def note(self, **facts: Any) -> None:
+        """Add facts to :meth:`info` (e.g. the total load time, known only once built)."""
+        self._extra.update(facts)
