@@ -162,3 +162,94 @@ def test_band_is_mean_min_max_over_shared_steps(tmp_path: Path) -> None:
                      tmp_path / "x.png", title="x", ylabel="val/acc")
     assert out is not None and out.stat().st_size > 5000
     assert plot_bands({"a": [[]]}, tmp_path / "y.png", title="y", ylabel="y") is None
+
+
+# -- non-finite values are never best (a diverged run's NaN or inf) ----------------------------
+NONFINITE = {"a": 0.5, "b": float("nan"), "c": float("inf"), "d": 0.25, "e": float("-inf"), "f": None}
+
+
+@pytest.fixture(scope="module")
+def nonfinite_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from hairlab.tracking import store
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('nan') / 'mlflow.db'}"
+    client = store.client(uri)
+    exp = store.ensure_experiment(client, "lr_1e9", uri)
+    for name, value in NONFINITE.items():
+        run = client.create_run(exp, run_name=name)
+        client.log_metric(run.info.run_id, "train/loss", 1.0, step=1)
+        if value is not None:
+            client.log_metric(run.info.run_id, "val/loss", value, step=1)
+            client.log_metric(run.info.run_id, "val/acc", value, step=1)  # +inf: the naive best accuracy
+        client.set_terminated(run.info.run_id)
+    return uri
+
+
+def _order(uri: str, metric: str, fmt: str) -> list[str]:
+    res = CliRunner().invoke(app, ["compare", "lr_1e9", "--tracking-uri", uri, "--sort", metric, "-f", fmt],
+                             env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    if fmt == "json":
+        return [r["run"] for r in json.loads(res.output)]
+    if fmt == "csv":
+        return [r["run"] for r in csv.DictReader(io.StringIO(res.output))]
+    if fmt == "markdown":
+        return [line.split("|")[1].strip() for line in res.output.splitlines()[2:]]
+    # the rich table: one row per run, the run name in the first cell
+    cells = [line.strip("│┃ ").split()[0] for line in res.output.splitlines() if line.startswith("│")]
+    return [c for c in cells if c in NONFINITE]
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json", "markdown"])
+@pytest.mark.parametrize("metric", ["val/loss", "val/acc"])
+def test_sort_never_ranks_a_non_finite_value_best(nonfinite_uri: str, fmt: str, metric: str) -> None:
+    order = _order(nonfinite_uri, metric, fmt)
+    best = ["d", "a"] if metric == "val/loss" else ["a", "d"]  # lower loss, higher acc first
+    assert order[:2] == best, order
+    assert sorted(order[2:5]) == ["b", "c", "e"] and order[5] == "f", order  # non-finite, then missing
+
+
+def test_json_stays_valid_with_non_finite_values(nonfinite_uri: str) -> None:
+    res = CliRunner().invoke(app, ["compare", "lr_1e9", "--tracking-uri", nonfinite_uri, "-f", "json"])
+    assert res.exit_code == 0, res.output
+    assert "NaN" not in res.output and "Infinity" not in res.output  # not JSON
+    rows = {r["run"]: r for r in json.loads(res.output)}
+    assert rows["b"]["val/loss"] == "nan" and rows["d"]["val/loss"] == pytest.approx(0.25)
+
+
+# -- --plot must name a directory ---------------------------------------------------------------
+@pytest.mark.parametrize("where", ["file", "inside_file"])
+def test_plot_to_a_file_is_one_line(store_uri: str, tmp_path: Path, where: str) -> None:
+    existing = tmp_path / "plots.png"
+    existing.write_bytes(b"not a directory")
+    target = existing if where == "file" else existing / "curves"
+    res = compare(store_uri, "--plot", str(target), "--format", "csv")
+    assert isinstance(res.exception, HairlabError), res.output
+    assert "is a file" in str(res.exception) or "which is a file" in str(res.exception)
+    assert str(target) in str(res.exception) and "\n" not in str(res.exception)
+    assert res.output == "", "refused before printing the table"
+    assert existing.read_bytes() == b"not a directory"
+
+
+# -- compare closes ghosts before it shows them -------------------------------------------------
+def test_compare_reconciles_a_run_whose_process_is_gone(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from hairlab.tracking import liveness, store
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = store.client(uri)
+    exp = store.ensure_experiment(client, "ghosts", uri)
+    tags = {**liveness.owner_tags(dead.pid), liveness.HEARTBEAT: liveness.heartbeat_value()}
+    ghost = client.create_run(exp, run_name="killed -9", tags=tags)
+    client.log_metric(ghost.info.run_id, "train/loss", 2.0, step=1)
+    alive = client.create_run(exp, run_name="alive", tags={**liveness.owner_tags(), liveness.HEARTBEAT: "0"})
+    res = CliRunner().invoke(app, ["compare", "ghosts", "--tracking-uri", uri, "-f", "json"])
+    assert res.exit_code == 0, res.output
+    statuses = {r["run"]: r["status"] for r in json.loads(res.output[res.output.index("["):])}
+    assert statuses == {"killed -9": "KILLED", "alive": "RUNNING"}
+    assert client.get_run(ghost.info.run_id).data.tags["hairlab.reconciled"] == "process gone"
+    assert client.get_run(alive.info.run_id).info.status == "RUNNING"  # this very process: alive

@@ -195,13 +195,23 @@ def compare(
     tracking_uri: str | None = None,
     group_seeds: bool = True,
 ) -> None:
-    """Print a table of an experiment's runs (sweep parents left out)."""
+    """Print a table of an experiment's runs (sweep parents left out).
+
+    Ghost runs (RUNNING, but their process is gone) are closed first, so the table tells the truth.
+    """
     from hairlab.tracking import store, summary
     from hairlab.tracking.plots import CURVE_METRICS, overlay_curves
 
+    if plot is not None:
+        _check_plot_dir(plot)
     uri = _store_uri(tracking_uri)
-    client = store.client(uri)
+    client = store.client(uri, write=False)
     exp = _pick_experiment(client, experiment)
+    if store.writable(uri):
+        from hairlab.tracking.reconcile import reconcile
+        from hairlab.tracking.settings import TrackingConfig
+
+        reconcile(client, [exp.experiment_id], stale_after_s=TrackingConfig().stale_after_s)
     runs = [r for r in summary.fetch_runs(client, [exp.experiment_id]) if not summary.is_parent(r)]
     if not runs:
         raise HairlabError(f"experiment '{exp.name}' has no runs yet")
@@ -227,10 +237,28 @@ def compare(
     if plot is not None:
         curves = summary.histories(client, runs, CURVE_METRICS)
         groups = summary.seed_groups(runs, preferred) if group_seeds else None
-        paths = overlay_curves(curves, plot, groups=groups)
+        try:
+            paths = overlay_curves(curves, plot, groups=groups)
+        except OSError as exc:
+            raise HairlabError(f"cannot write plots to {plot}: {exc.strerror or exc}; pass --plot DIR "
+                               "with a writable directory") from None
         if not paths:
             raise HairlabError(f"no curves to plot: the runs logged none of {', '.join(CURVE_METRICS)}")
         typer.echo(f"wrote {len(paths)} plot(s) to {plot}: {', '.join(p.name for p in paths)}", err=True)
+
+
+def _check_plot_dir(plot: Path) -> None:
+    """``--plot`` names a directory (created if missing): refuse a file, or a file on its way, up front."""
+    target = plot.expanduser()
+    for path in (target, *target.parents):
+        if path.exists():
+            if not path.is_dir():
+                what = "is a file" if path == target else f"is inside {path}, which is a file"
+                raise HairlabError(f"--plot {plot} {what}; pass a directory to write the PNGs into "
+                                   "(e.g. --plot plots/, created if missing)")
+            if not os.access(path, os.W_OK):
+                raise HairlabError(f"--plot {plot}: {path} is read-only for this user; pass a writable directory")
+            return
 
 
 def _swept_params(client: Any, runs: list[Any]) -> list[str]:

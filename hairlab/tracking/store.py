@@ -113,6 +113,14 @@ def client(uri: str, *, write: bool = True) -> Any:
         return retrying(lambda: MlflowClient(tracking_uri=uri), what=f"open the tracking store {db}", store=str(db))
 
 
+def writable(uri: str) -> bool:
+    """Whether this user can write the store (a server: assumed; SQLite: the file and its directory)."""
+    db = sqlite_path(uri)
+    if db is None:
+        return True
+    return os.access(db.parent, os.W_OK) and (not db.exists() or os.access(db, os.W_OK))
+
+
 def lock_path(db: Path) -> Path:
     """The lock file of SQLite database ``db`` (``mlflow.db.lock`` beside ``mlflow.db``)."""
     return db.with_name(db.name + LOCK_SUFFIX)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -123,14 +125,28 @@ def table(runs: Sequence[Any], *, sort: str | None = None, preferred_params: Seq
         row["run_id"] = run.info.run_id
         rows.append(row)
     if sort:
-        present = [r for r in rows if r.get(sort) is not None]
+        # NaN/inf (a diverged run) is never best: finite values ranked, then non-finite, then missing.
+        present = [r for r in rows if _finite(r.get(sort))]
+        broken = [r for r in rows if r.get(sort) is not None and not _finite(r.get(sort))]
         missing = [r for r in rows if r.get(sort) is None]
         present.sort(key=lambda r: r[sort], reverse=higher_is_better(sort))
-        rows = present + missing
+        rows = present + broken + missing
     columns = ["run", "status", *params, *metrics, "note", "run_id"]
     if not any(r["note"] for r in rows):
         columns.remove("note")
     return columns, rows
+
+
+def _finite(value: Any) -> bool:
+    """A usable number: not NaN, not infinite, and not MLflow's SQL stand-in for infinity (float max)."""
+    return isinstance(value, (int, float)) and math.isfinite(value) and abs(value) < sys.float_info.max
+
+
+def _json_value(value: Any) -> Any:
+    """JSON has no NaN or Infinity: non-finite numbers become the strings "nan", "inf", "-inf"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
 
 
 def fmt_cell(value: Any) -> str:
@@ -148,7 +164,7 @@ def fmt_cell(value: Any) -> str:
 def render(columns: Sequence[str], rows: Sequence[dict[str, Any]], fmt: str) -> str:
     """``csv``, ``json`` or ``markdown`` text of a table (``table`` is drawn by rich)."""
     if fmt == "json":
-        return json.dumps([{c: r.get(c) for c in columns} for r in rows], indent=1)
+        return json.dumps([{c: _json_value(r.get(c)) for c in columns} for r in rows], indent=1, allow_nan=False)
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
