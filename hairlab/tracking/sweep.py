@@ -69,6 +69,10 @@ class SweepCallback(Callback):
         self._stale_after_s = 600.0
         self._lock: Any = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Launchers pickle the callbacks into their workers: leave the process-bound parts behind."""
+        return {**self.__dict__, "_lock": None, "_heartbeat": None}
+
     # -- Hydra hooks ---------------------------------------------------------------------
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         from hairlab.errors import HairlabError
