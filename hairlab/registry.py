@@ -22,16 +22,20 @@ class Entry:
     """One named thing a plugin provides.
 
     ``factory`` builds the object (its call contract depends on the kind; see
-    :mod:`hairlab.hookspecs`). ``schema`` is an optional dataclass describing the options
-    the factory accepts, used for documentation and for Hydra structured configs.
+    :mod:`hairlab.hookspecs`). ``schema`` is the dataclass of the options the factory accepts:
+    their only definition (types, defaults, one-line help in field metadata, ranges in
+    ``__post_init__``). hairlab stores it in Hydra's ConfigStore and checks every config against
+    it before a job runs. Without one, the factory's keyword parameters serve as the schema.
     """
 
     name: str
     factory: Callable[..., Any]
     description: str
     schema: type | None = None
-    #: Filled in by the plugin manager: the plugin that registered the entry.
+    #: Filled in by the plugin manager: the plugin that registered the entry, and its package.
     plugin: str = field(default="", compare=False)
+    distribution: str = field(default="", compare=False)
+    version: str = field(default="", compare=False)
 
     def summary(self) -> str:
         """The first line of the description, for tables."""
@@ -63,9 +67,29 @@ class Registry:
         except KeyError:
             raise UnknownEntryError(self.kind, name, self._entries) from None
 
+    def build(self, node: Any, *args: Any, where: str | None = None, **extra: Any) -> Any:
+        """Build the entry ``node`` names (``{name: ..., **options}``) through its schema.
+
+        The one build path (:func:`hairlab.contract.build`) for a registry at hand: the options
+        are checked (types, unknown keys, the schema's ranges) and completed with its defaults,
+        then the factory is called with ``args``; a failure names the entry and its plugin.
+        """
+        from hairlab.contract.entries import KIND_WORD, call, owner, schema_of, split_name
+        from hairlab.contract.schema import check
+
+        where = where or KIND_WORD.get(self.kind, self.kind)
+        name, opts = split_name(node, self.kind, where)
+        entry = self.get(name)
+        checked = check(schema_of(entry, self.kind), opts, where=where, owner=owner(entry, self.kind))
+        return call(entry, self.kind, checked, *args, **extra)
+
     def create(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """Build the named entry with its factory."""
-        return self.get(name).factory(*args, **kwargs)
+        """Build the named entry: ``build({"name": name, **options}, *args)``.
+
+        A block's ``stride`` is part of its call contract, not an option, and passes through.
+        """
+        extra = {k: kwargs.pop(k) for k in ("stride",) if self.kind == "blocks" and k in kwargs}
+        return self.build({"name": name, **kwargs}, *args, **extra)
 
     def names(self, pattern: str = "*") -> list[str]:
         """Sorted names matching an fnmatch ``pattern``."""

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from hairlab.errors import HairlabError
 from hairlab.models import count_parameters
 from hairlab.plugin_manager import registry
 
@@ -60,8 +61,8 @@ def test_dw_separable_bn_switch_and_stride() -> None:
     assert m(torch.randn(1, 32, 8, 8)).shape == (1, 64, 4, 4)
 
 
-def test_unknown_block_option_is_a_type_error() -> None:
-    with pytest.raises(TypeError):
+def test_unknown_block_option_names_the_block_and_plugin() -> None:
+    with pytest.raises(HairlabError, match=r"block\.dilation is not an option of block 'dw_separable' \(plugin hairnet"):
         block("dw_separable", 8, 8, dilation=2)
 
 
@@ -76,7 +77,7 @@ def test_gap_head_averages_class_maps() -> None:
     x = torch.randn(4, 10, 3, 3)
     assert torch.allclose(h(x), x.mean(dim=(2, 3)))
     assert count_parameters(h) == 0
-    with pytest.raises(ValueError, match="num_classes"):
+    with pytest.raises(HairlabError, match=r"head 'gap' \(plugin hairnet.*\) failed to build: ValueError: .*num_classes"):
         head("gap", 16, 10)
 
 

@@ -186,11 +186,9 @@ def test_synthetic_rejects_unknown_and_bad_options() -> None:
 
 
 def test_synthetic_config_builds_through_hydra_config(tmp_path) -> None:
-    from hydra import compose, initialize_config_module
+    from hairlab.hydra_app import compose
 
-    with initialize_config_module(config_module="hairlab_conf", version_base=None):
-        cfg = compose(config_name="config", overrides=["dataset=synthetic", "dataset.train_size=64",
-                                                       "dataset.val_size=16"])
+    cfg = compose(["dataset=synthetic", "dataset.train_size=64", "dataset.val_size=16"])
     options = {k: v for k, v in cfg.dataset.items() if k != "name"}
     dm = registry("datasets").create(cfg.dataset.name, **options)
     assert (dm.num_examples("train"), dm.num_examples("val")) == (64, 16)

@@ -179,9 +179,9 @@ def test_process_pool_decoding_matches_single_process(tmp_path: Path,
 
 def test_options_are_checked(tmp_path: Path) -> None:
     fake_batches(tmp_path / "cifar-10-batches-py")
-    with pytest.raises(HairlabError, match="must be 10"):
+    with pytest.raises(HairlabError, match=r"dataset\.num_classes=100: cifar10 has 10 classes"):
         cifar(root=tmp_path, num_classes=100)
-    with pytest.raises(HairlabError, match="must be 32"):
+    with pytest.raises(HairlabError, match=r"dataset\.image_size=64: cifar10 images are 32x32"):
         cifar(root=tmp_path, image_size=64)
 
 

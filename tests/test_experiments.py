@@ -73,9 +73,13 @@ def test_every_sweep_point_composes_and_builds(path: Path) -> None:
     """Each job of the full sweep resolves (interpolations included) and its model builds."""
     from omegaconf import OmegaConf
 
+    from hairlab import contract
     from hairlab.models import build_model
-    from hairlab.training.engine import EngineConfig
+    from hairlab.plugin_manager import get_host
+    from hairlab.training.config import EngineConfig
     from hairlab.training.job import build_optimizer
+
+    host = get_host()
 
     sweep = _sweep(path)
     if "seed" in sweep:  # seeds change no config but the seed itself
@@ -86,13 +90,14 @@ def test_every_sweep_point_composes_and_builds(path: Path) -> None:
         cfg = _compose(path.stem, overrides)
         plain = OmegaConf.to_container(cfg, resolve=True)
         assert isinstance(plain, dict)
+        contract.check_config(cfg, host)  # what every job of the sweep goes through before it starts
         key = str(plain["model"])
         if key not in built:
             classes = cfg.dataset.num_classes if cfg.get("dataset") else None
-            built[key] = build_model(cfg.model, num_classes=classes)
+            built[key] = build_model(cfg.model, host, num_classes=classes)
         if cfg.task == "train":
-            EngineConfig.from_mapping(plain["trainer"])
-            build_optimizer(built[key], plain["optimizer"])
+            contract.settings(EngineConfig, plain["trainer"], where="trainer")
+            build_optimizer(built[key], plain["optimizer"], host)
 
 
 def _smoke_overrides(path: Path) -> tuple[list[str], int]:

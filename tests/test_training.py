@@ -11,8 +11,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-import hairlab.costmodel
+import hairlab.costmodel.api
 from hairlab.errors import HairlabError
+from hairlab.plugin_manager import get_host
 from hairlab.tracking.base import LocalTracker, read_metrics
 from hairlab.training import checkpoint as ckpt
 from hairlab.training import job as job_module
@@ -42,7 +43,7 @@ def make_cfg(tmp: Path, **trainer: Any) -> Any:
 def run(cfg: Any, directory: Path) -> tuple[dict, list[dict], LocalTracker]:
     tracker = LocalTracker(directory)
     try:
-        result = train_job(cfg, tracker)
+        result = train_job(cfg, tracker, get_host())
     finally:
         tracker.close()
     return result, read_metrics(directory), tracker
@@ -147,7 +148,7 @@ def test_resume_auto_and_bad_checkpoints(tmp_path: Path) -> None:
 
 
 def test_nonfinite_loss_ends_the_run_as_diverged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(job_module, "build_data", lambda cfg: TinyData(nan_batch=2))
+    monkeypatch.setattr(job_module, "build_data", lambda cfg, host: TinyData(nan_batch=2))
     result, rows, tracker = run(make_cfg(tmp_path, epochs=3, batch_size=16, log_every=3), tmp_path / "run")
     assert result["status"] == "diverged"
     assert result["diverged_step"] == 3  # the third optimizer step saw the NaN batch
@@ -189,14 +190,15 @@ def test_options_schedules_smoothing_flip_and_val_split(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("key,value,match", [
-    ("epochs", "many", r"trainer\.epochs='many' is not a valid int"),
-    ("max_steps", 0, r"trainer\.max_steps must be >= 1"),
-    ("eval_every", 0, r"trainer\.eval_every must be >= 1"),
-    ("schedule", "step", "constant, warmup, cosine, onecycle"),
-    ("eval_split", "train", "eval_split"),
+    ("epochs", "many", r"^trainer\.epochs='many': expected int \(trainer settings of hairlab\)"),
+    ("max_steps", 0, r"^trainer\.max_steps=0: expected an integer >= 1 or null"),
+    ("eval_every", 0, r"^trainer\.eval_every=0: expected an integer >= 1 or null"),
+    ("grad_clip", -1, r"^trainer\.grad_clip=-1.0: expected a number > 0 or null"),
+    ("schedule", "step", r"trainer\.schedule='step': expected 'constant' \| 'warmup' \| 'cosine' \| 'onecycle'"),
+    ("eval_split", "train", r"trainer\.eval_split='train': expected 'auto' \| 'val' \| 'test' \| 'none'"),
     ("device", "tpu", "trainer.device"),
-    ("amp", "maybe", "trainer.amp"),
-    ("lr_decay", 0.1, r"trainer\.lr_decay is not a trainer option"),
+    ("amp", "maybe", r"trainer\.amp='maybe': expected auto, true, false, bf16 or fp16"),
+    ("lr_decay", 0.1, r"^trainer\.lr_decay is not an option of trainer settings of hairlab; valid options: amp"),
 ])
 def test_bad_trainer_options(tmp_path: Path, key: str, value: Any, match: str) -> None:
     cfg = make_cfg(tmp_path)
@@ -208,15 +210,16 @@ def test_bad_trainer_options(tmp_path: Path, key: str, value: Any, match: str) -
 def test_hardware_latency_is_logged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen = {}
 
-    def fake(model: Any, input_shape: tuple, targets: list) -> dict:
-        seen.update(shape=input_shape, targets=targets, training=model.training)
+    def fake(model: Any, input_shape: tuple, targets: dict, host: Any) -> dict:
+        seen.update(shape=input_shape, targets=dict(targets), training=model.training, host=host)
         return {f"hw/{t}/latency_s": 0.5 for t in targets}
-    monkeypatch.setattr(hairlab.costmodel, "latency_metrics", fake, raising=False)
+    monkeypatch.setattr(hairlab.costmodel.api, "latency_metrics", fake)
     cfg = make_cfg(tmp_path, epochs=1)
     cfg.hw_targets = ["paper2012"]
     _, rows, _ = run(cfg, tmp_path / "run")
     assert rows[0]["hw/paper2012/latency_s"] == 0.5
-    assert seen["shape"] == (3, 16, 16) and seen["targets"] == ["paper2012"]
+    assert seen["shape"] == (3, 16, 16) and seen["targets"] == {"paper2012": None}
+    assert seen["host"] is get_host()  # the job's host, passed down rather than looked up
 
 
 def test_hairlab_run_cli(tmp_path: Path) -> None:

@@ -149,7 +149,7 @@ def check(schema: type | None, options: Mapping[str, Any], *, where: str, owner:
     try:
         instance = schema(**opts)
     except (ValueError, TypeError) as exc:
-        raise HairlabError(f"{_qualify(str(exc), where)} ({owner})") from None
+        raise HairlabError(f"{_qualify(str(exc), where, names)} ({owner})") from None
     return {f.name: getattr(instance, f.name) for f in dataclasses.fields(schema) if f.init}
 
 
@@ -158,15 +158,17 @@ def instance(schema: type, options: Mapping[str, Any], *, where: str, owner: str
     return schema(**check(schema, options, where=where, owner=owner))
 
 
-def _qualify(message: str, where: str) -> str:
+def _qualify(message: str, where: str, names: list[str]) -> str:
     """A ``__post_init__`` message as a full config path: ``lr=-1: ...`` -> ``optimizer.lr=-1: ...``."""
+    import re
+
     text = message.strip().splitlines()[0] if message.strip() else "invalid options"
-    if where and not text.startswith(f"{where}.") and not text.startswith(f"{where}:"):
-        head = text.split("=", 1)[0].split(":", 1)[0]
-        if head.isidentifier():
-            return f"{where}.{text}"
-        return f"{where}: {text}"
-    return text
+    if not where or text.startswith((f"{where}.", f"{where}:")):
+        return text
+    first = re.match(r"[A-Za-z_]\w*", text)
+    if first and first.group(0) in names:
+        return f"{where}.{text}"
+    return f"{where}: {text}"
 
 
 def _show(value: Any) -> str:

@@ -116,7 +116,12 @@ def search_dirs(host: PluginHost) -> list[Path]:
 
 
 def register_schemas(host: PluginHost, store: Any) -> None:
-    """Store every entry's schema node, and the core's trainer and tracking nodes."""
+    """Store every entry's schema node, and the core's model, trainer and tracking nodes.
+
+    ``model/schema/convnet`` is the builder's :class:`~hairlab.models.config.ModelConfig`: a model
+    preset extends it (``defaults: [schema/convnet@_here_, _self_]``) to get typed keys such as
+    ``model.batch_norm`` without writing them out.
+    """
     from hairlab.tracking.settings import TrackingConfig
     from hairlab.training.config import EngineConfig
 
@@ -135,6 +140,10 @@ def register_schemas(host: PluginHost, store: Any) -> None:
             store.store(group=f"{group}/schema", name=entry.name, node=node, provider=provider)
             if not shadowed(group, entry.name):
                 store.store(group=group, name=entry.name, node=node, provider=provider)
+    from hairlab.models.config import ModelConfig
+
+    store.store(group="model/schema", name="convnet",
+                node=node_class(ModelConfig, name=None, label="the model config"), provider=CORE)
     store.store(group="trainer", name="default",
                 node=node_class(EngineConfig, name=None, label="trainer settings of hairlab"), provider=CORE)
     for backend in ("mlflow", "local"):

@@ -136,6 +136,7 @@ def plan_model(model_cfg: Any, host: PluginHost, *, num_classes: int | None = No
     check runs this before a job starts.
     """
     data = _mapping(model_cfg)
+    data.pop("defaults", None)  # Hydra's defaults list, when a preset YAML is read without Hydra
     cfg = ModelConfig(**check(ModelConfig, data, where="model", owner="the model config"))
     classes = int(num_classes) if num_classes is not None else model_num_classes(data)
     shape = tuple(input_shape) if input_shape is not None else model_input_shape(data)

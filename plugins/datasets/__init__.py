@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 from hairlab import hookimpl
-from hairlab.contract.schema import opt
+from hairlab.contract.schema import check, opt
 from hairlab.registry import Entry
 
 
@@ -66,8 +66,8 @@ class Cifar10Options(DatasetOptions):
         if self.image_size != 32:
             raise ValueError(f"image_size={self.image_size}: cifar10 images are 32x32 "
                              "(dataset=imagefolder resizes other trees)")
-        if self.workers < 1:
-            raise ValueError(f"workers={self.workers}: expected an integer >= 1")
+        if self.workers < 0:
+            raise ValueError(f"workers={self.workers}: expected an integer >= 0 (0 = decode in this process)")
 
 
 @dataclass
@@ -87,9 +87,11 @@ class ImageFolderOptions(DatasetOptions):
         super().__post_init__()
         if self.in_memory not in ("auto", True, False):
             raise ValueError(f"in_memory={self.in_memory!r}: expected auto, true or false")
-        for key in ("max_memory_mb", "workers", "stats_images"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key}={getattr(self, key)}: expected an integer >= 1")
+        for key in ("max_memory_mb", "workers"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key}={getattr(self, key)}: expected an integer >= 0")
+        if self.stats_images < 1:
+            raise ValueError(f"stats_images={self.stats_images}: expected an integer >= 1")
 
 
 @dataclass
@@ -112,11 +114,16 @@ class SyntheticOptions(DatasetOptions):
             raise ValueError(f"noise={self.noise}: expected a number >= 0")
 
 
-def _factory(name: str) -> Callable[..., Any]:
-    """A factory that imports ``hairlab_plugins.datasets.<name>`` only when called."""
+def _factory(name: str, schema: type) -> Callable[..., Any]:
+    """A factory that imports ``hairlab_plugins.datasets.<name>`` only when called.
+
+    Options missing from a direct call (a notebook, a test) get the schema's defaults; hairlab's
+    build path has checked them already, so the second check costs nothing.
+    """
 
     def factory(**options: Any) -> Any:
-        return importlib.import_module(f"{__name__}.{name}").build(**options)
+        full = check(schema, options, where="dataset", owner=f"dataset '{name}'")
+        return importlib.import_module(f"{__name__}.{name}").build(**full)
 
     factory.__name__ = f"build_{name}"
     return factory
@@ -125,13 +132,13 @@ def _factory(name: str) -> Callable[..., Any]:
 @hookimpl
 def hairlab_datasets() -> list[Entry]:
     return [
-        Entry("synthetic", _factory("synthetic"),
+        Entry("synthetic", _factory("synthetic", SyntheticOptions),
               "Random class-prototype images of any shape, deterministic by seed (smoke tests).\n"
               "Each class is a random image plus per-example noise, so a model can learn it.", SyntheticOptions),
-        Entry("cifar10", _factory("cifar10"),
+        Entry("cifar10", _factory("cifar10", Cifar10Options),
               "CIFAR-10 (32x32, 10 classes): official batches or tarball, or a class-folder tree/tarball.\n"
               "Decoded once into a cached tensor file; downloaded with checksum when online.", Cifar10Options),
-        Entry("imagefolder", _factory("imagefolder"),
+        Entry("imagefolder", _factory("imagefolder", ImageFolderOptions),
               "Any train/<class>/*, val/<class>/* image tree or tarball (ImageNet layout), resized.\n"
               "Decoded once and held in memory when small; streamed by DataLoader workers when large.",
               ImageFolderOptions),

@@ -35,10 +35,11 @@ def main() -> None:
     from hairlab.costmodel.measure import attach, measure_model
     from hairlab.hydra_app import compose
     from hairlab.models import build_model, model_input_shape
+    from hairlab.plugin_manager import get_host
 
     cfg = compose([f"model={args.model}"])
     shape = model_input_shape(cfg.model)
-    model = build_model(cfg.model).eval()
+    model = build_model(cfg.model, get_host()).eval()
     target = target_from_config(target_defaults("host"))  # calibrates once if not cached
 
     torch.set_num_threads(1)

@@ -61,10 +61,11 @@ def build(batch: int) -> tuple[Any, Any, Any, Any]:
 
     from hairlab.hydra_app import compose
     from hairlab.models import build_model
+    from hairlab.plugin_manager import get_host
 
     torch.manual_seed(0)
     cfg = compose([])
-    model = build_model(cfg.model, num_classes=10, input_shape=(3, 32, 32))
+    model = build_model(cfg.model, get_host(), num_classes=10, input_shape=(3, 32, 32))
     model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)

@@ -44,9 +44,10 @@ class NullTracker:
 
 def model() -> torch.nn.Module:
     from hairlab.models import build_model
+    from hairlab.plugin_manager import get_host
 
     torch.manual_seed(0)
-    return build_model(OmegaConf.load(ROOT / "conf" / "model" / "hairnet_cifar.yaml"))
+    return build_model(OmegaConf.load(ROOT / "conf" / "model" / "hairnet_cifar.yaml"), get_host())
 
 
 class PlainLoop:
@@ -99,8 +100,10 @@ class Interleaved:
 
 def round_(steps: int, augment: bool) -> dict[str, float]:
     """One engine fit of ``steps`` steps, interleaved with as many plain steps."""
-    from hairlab.plugin_manager import registry
-    from hairlab.training.engine import Engine, EngineConfig
+    from hairlab import contract
+    from hairlab.plugin_manager import get_host, registry
+    from hairlab.training.config import EngineConfig
+    from hairlab.training.engine import Engine
     from hairlab.training.job import build_optimizer
 
     plain = PlainLoop()
@@ -109,9 +112,10 @@ def round_(steps: int, augment: bool) -> dict[str, float]:
     data = registry("datasets").create("synthetic", num_train=steps * BATCH, num_test=BATCH,
                                        crop_padding=4 if augment else 0, hflip=augment)
     net = model()
-    opt = build_optimizer(net, {"name": "adam", "lr": 1e-3})
-    cfg = EngineConfig.from_mapping({"epochs": 1, "batch_size": BATCH, "eval_split": "none",
-                                     "progress": False, "checkpoint": False, "final_test": False})
+    opt = build_optimizer(net, {"name": "adam", "lr": 1e-3}, get_host())
+    cfg = contract.settings(EngineConfig, {"epochs": 1, "batch_size": BATCH, "eval_split": "none",
+                                           "progress": False, "checkpoint": False, "final_test": False},
+                            where="trainer")
     eng = Engine(net, opt, Interleaved(data, plain), cfg, NullTracker(), device=torch.device("cpu"), seed=0,
                  checkpoint_dir=None)
     start = time.perf_counter()
