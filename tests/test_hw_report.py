@@ -159,32 +159,33 @@ def test_report_on_third_party_blocks() -> None:
     from hairlab.costmodel.engine import estimate
     from hairlab.costmodel.layers import extract_layers
     from hairlab.models import build_model
-    from hairlab.plugin_manager import registry, reset
-    from hairlab.registry import Entry
+    from hairlab.plugin_manager import PluginHost
 
     sys.path.insert(0, str(EXAMPLE))
     try:
         import hairlab_example
 
-        blocks = registry("blocks")
-        if "residual_dw" not in blocks:
-            blocks.add(Entry("residual_dw", hairlab_example.make_residual_dw, "test", plugin="example"))
+        host = PluginHost()  # the built-ins, plus the example registered by hand (not installed here)
+        host.load_entrypoints()
+        if "example" not in host.records:
+            host.register(hairlab_example, name="example")
+        host.collect()
         cfg = {"name": "example_resnet", "input_shape": [3, 32, 32], "num_classes": 10,
                "downsample": "stride",
                "stages": [{"block": "conv_bn_relu", "width": 16, "downsample": False},
                           {"block": "residual_dw", "width": 32, "repeat": 2}],
                "head": {"name": "dense"}}
-        model = build_model(cfg, get_host())
+        model = build_model(cfg, host)
         layers = extract_layers(model, (3, 32, 32))
         kinds = [layer.kind for layer in layers]
         assert kinds.count("add") == 2 and "dense" in kinds and kinds.count("dwconv") == 2
-        report = estimate(layers, registry("hardware").create("paper2012", mode="corrected"))
+        report = estimate(layers, host.registry("hardware").create("paper2012", mode="corrected"))
         assert report.rows[-1].kind == "softmax" and report.totals["latency_s"] > 0
         assert report.totals["params"] == sum(p.numel() for p in model.parameters())
     finally:
         sys.path.remove(str(EXAMPLE))
-        sys.modules.pop("hairlab_example", None)
-        reset()
+        for name in [m for m in sys.modules if m.startswith("hairlab_example")]:
+            sys.modules.pop(name)
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,28 @@ def test_a_plugin_exiting_at_import_cannot_end_a_command(plugin_env: Path, tmp_p
     line = res.stderr.strip().splitlines()[-1]
     assert "unknown hardware entry 'mobile_npu'" in line, res.stderr
     assert "plugins 'broken_hook', 'broken_import', 'exits_at_import' failed to load (hairlab plugins)" in line
+
+
+def test_the_example_plugins_own_tests_pass(plugin_env: Path, tmp_path: Path) -> None:
+    """Its pytest file builds the model through a PluginHost it makes (docs/plugins.md, "Testing")."""
+    res = subprocess.run([str(plugin_env), "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
+                         cwd=EXAMPLE, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert " passed" in res.stdout and "failed" not in res.stdout
+
+
+def test_plugin_options_are_listed_from_its_schema(plugin_env: Path, tmp_path: Path) -> None:
+    res = run_cli(["list", "optimizers", "lion", "--format", "json"], cwd=tmp_path, python=str(plugin_env))
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["plugin"] == "example" and data["distribution"] == "hairlab-example-plugin"
+    lr = {o["option"]: o for o in data["options"]}["lr"]
+    assert lr == {"option": "lr", "type": "float", "default": 0.0001, "help": "step size, > 0"}
+    # Defined once (the schema, no YAML), checked before anything runs, owner named.
+    res = run_cli(["run", "optimizer=lion", "optimizer.lr=abc", "dataset=synthetic", "tracking=local"],
+                  cwd=tmp_path, python=str(plugin_env))
+    assert res.returncode == 2 and "optimizer.lr='abc'" in res.stderr and "plugin example" in res.stderr
+    assert not list(tmp_path.rglob("metrics.jsonl"))  # nothing ran
 
 
 def test_list_optimizers_includes_plugin_entries(plugin_env: Path, tmp_path: Path) -> None:

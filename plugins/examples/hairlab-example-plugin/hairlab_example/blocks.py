@@ -9,8 +9,8 @@ from torch import nn
 class ResidualDW(nn.Module):
     """depthwise KxK -> BN -> ReLU -> pointwise 1x1 -> BN, plus a shortcut, then ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, stride: int = 1,
-                 kernel_size: int = 3, batch_norm: bool = True) -> None:
+    def __init__(self, in_channels: int, out_channels: int, *, stride: int, kernel_size: int,
+                 batch_norm: bool) -> None:
         super().__init__()
         pad = kernel_size // 2
         norm = nn.BatchNorm2d if batch_norm else (lambda c: nn.Identity())

@@ -11,10 +11,8 @@ import torch
 class Lion(torch.optim.Optimizer):
     """update = sign(b1*m + (1-b1)*g); p -= lr*(update + wd*p); m = b2*m + (1-b2)*g."""
 
-    def __init__(self, params: Any, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99),
-                 weight_decay: float = 0.0) -> None:
-        if lr <= 0:
-            raise ValueError(f"lion: lr must be > 0, got {lr}")
+    def __init__(self, params: Any, *, lr: float, betas: tuple[float, float], weight_decay: float) -> None:
+        # Defaults and ranges live in hairlab_example.LionOptions, the one definition of the options.
         super().__init__(params, {"lr": lr, "betas": betas, "weight_decay": weight_decay})
 
     @torch.no_grad()
