@@ -146,6 +146,7 @@ class SweepCallback(Callback):
         if not sweep_dir.is_absolute():
             sweep_dir = (base_dir / sweep_dir).resolve()
         self._lock = rundir.claim(sweep_dir, "sweep", "hydra.sweep.dir")  # held until the sweep ends
+        tags["hairlab.sweep_dir"] = str(sweep_dir)
         run = store.retrying(lambda: client.create_run(experiment_id, run_name=parent_name, tags=tags))
         self.state = SweepState(
             uri=uri, experiment=name, experiment_id=experiment_id, parent_run_id=run.info.run_id,

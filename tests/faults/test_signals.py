@@ -106,3 +106,48 @@ def test_sigterm_to_the_launching_process_only_reaches_the_workers(workdir: Path
     runs = fk.all_runs(fk.sqlite_uri(workdir))
     fk.assert_none_running(runs)
     assert sorted(r.info.status for r in runs) == ["KILLED"] * 3, fk.describe(runs)
+
+
+def _pid_of(db: Path, run_id: str) -> int:
+    rows = fk.sqlite_rows(db, "SELECT value FROM tags WHERE run_uuid = ? AND key = 'hairlab.pid'", (run_id,))
+    assert rows, f"run {run_id} has no hairlab.pid tag"
+    return int(rows[0][0])
+
+
+def test_kill_9_leaves_a_ghost_that_the_next_run_reconciles(workdir: Path, reap: list[fk.Hairlab]) -> None:
+    """SIGKILL cannot be handled: the run stays RUNNING until hairlab next touches the experiment."""
+    db, uri = workdir / "mlflow.db", fk.sqlite_uri(workdir)
+    job = fk.start([*fk.LONG, *fk.FAST_FLUSH], workdir)
+    reap.append(job)
+    (ghost,) = fk.wait_running(db, job)
+    job.signal(signal.SIGKILL)
+    job.wait(60)
+    assert fk.client(uri).get_run(ghost).info.status == "RUNNING"  # the fault, as it is
+    code, out = fk.run([*fk.TINY, *fk.FAST_FLUSH], workdir)
+    assert code == 0, out[-3000:]
+    runs = fk.all_runs(uri)
+    fk.assert_none_running(runs)
+    old = fk.client(uri).get_run(ghost)
+    assert old.info.status == "KILLED" and old.data.tags["hairlab.reconciled"] == "process gone"
+    fk.assert_metric_logged(uri, ghost, "train/loss")
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_joblib_worker_leaves_no_run_running(workdir: Path, reap: list[fk.Hairlab]) -> None:
+    """A worker SIGKILLed (the OOM killer): the sweep ends and its parent reconciles the dead runs."""
+    db, uri = workdir / "mlflow.db", fk.sqlite_uri(workdir)
+    job = fk.start(["-m", *fk.LONG, *fk.FAST_FLUSH, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                    "optimizer.lr=0.001,0.002"], workdir)
+    reap.append(job)
+    victim, *_ = fk.wait_running(db, job, count=2)
+    import os
+
+    os.kill(_pid_of(db, victim), signal.SIGKILL)
+    code = job.wait(180)
+    job.wait_group_gone()
+    assert code != 0, job.output()[-3000:]
+    runs = fk.all_runs(uri)
+    fk.assert_none_running(runs)
+    fk.assert_children_under_own_parent(runs)
+    dead = fk.client(uri).get_run(victim)
+    assert dead.info.status == "KILLED" and dead.data.tags["hairlab.reconciled"] == "process gone"
