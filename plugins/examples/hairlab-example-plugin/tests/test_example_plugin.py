@@ -34,6 +34,7 @@ def preset() -> dict:
     """The packaged ``model=example_resnet`` preset, as a plain mapping."""
     text = resources.files("hairlab_example.conf").joinpath("model/example_resnet.yaml").read_text()
     cfg = yaml.safe_load(text)
+    cfg.pop("defaults")  # Hydra's defaults list (hairlab's model schema); build_model fills the defaults
     cfg["num_classes"] = 10  # the YAML takes it from the dataset (an interpolation)
     return cfg
 
