@@ -1,0 +1,229 @@
+"""The typed contract end to end: a bad value is one line, exit 2, before any data or run exists.
+
+Each case runs the real ``hairlab run`` path (Hydra composition, the task function, the sweep
+callback) against a real SQLite MLflow store that already holds an experiment, then counts the
+runs in it: a check that came too late would leave a FAILED run behind.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from hairlab import contract
+from hairlab.errors import HairlabError
+from hairlab.plugin_manager import PluginHost, get_host
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working directory whose ./mlflow.db already exists (schema migrated, one experiment)."""
+    from mlflow.tracking import MlflowClient
+
+    d = tmp_path_factory.mktemp("contract")
+    MlflowClient(f"sqlite:///{d / 'mlflow.db'}").create_experiment("hairlab")
+    return d
+
+
+def run_count(directory: Path) -> int:
+    with sqlite3.connect(directory / "mlflow.db") as db:
+        return int(db.execute("select count(*) from runs").fetchone()[0])
+
+
+def hairlab_run(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``hairlab run ARGS`` in this process (the CLI's path minus its exception printer)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from hairlab import hydra_app
+    from hairlab.runner import task_function
+
+    monkeypatch.chdir(cwd)
+    GlobalHydra.instance().clear()
+    try:
+        hydra_app.run(args, task_function)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+BAD = [
+    # (overrides, the line's required parts)
+    (["trainer.epochs=many"], ["trainer.epochs='many'", "expected int", "trainer settings of hairlab"]),
+    (["trainer.grad_clip=-1"], ["trainer.grad_clip=-1.0", "expected a number > 0 or null"]),
+    (["dataset.train_size=abc"], ["dataset.train_size='abc'", "expected int", "dataset 'cifar10'",
+                                  "plugin datasets"]),
+    (["hardware.matrix_flops=fast"], ["hardware.matrix_flops='fast'", "expected float", "hardware 'paper2012'",
+                                      "plugin hardware"]),
+    (["optimizer.typo=1"], ["optimizer.typo is not an option of optimizer 'adam' (plugin optim", "valid options: "]),
+    (["+optimizer.typo=1"], ["optimizer.typo is not an option of optimizer 'adam'"]),
+    (["dataset.typo=1"], ["dataset.typo is not an option of dataset 'cifar10' (plugin datasets"]),
+    (["hardware.typo=1"], ["hardware.typo is not an option of hardware 'paper2012' (plugin hardware"]),
+    (["trainer.typo=1"], ["trainer.typo is not an option of trainer settings of hairlab"]),
+    (["tracking.typo=1"], ["tracking.typo is not an option of tracking settings of hairlab"]),
+    (["+model.head.typo=1"], ["model.head.typo is not an option of head 'gap' (plugin hairnet"]),
+    (["+model.stages.0.typo=1"], ["model.stages[0].typo is not an option of block 'conv_bn_relu' (plugin hairnet"]),
+    (["model.typo=1"], ["model.typo is not"]),
+    (["optimizer=sgd", "optimizer.momentum=-1"], ["optimizer.momentum=-1.0: expected a number >= 0",
+                                                  "optimizer 'sgd'"]),
+    (["tracking.heartbeat_s=0"], ["tracking.heartbeat_s"]),
+]
+
+
+@pytest.mark.parametrize("overrides,parts", BAD, ids=[" ".join(o) for o, _ in BAD])
+def test_bad_values_fail_in_one_line_before_any_run(overrides: list[str], parts: list[str], store_dir: Path,
+                                                    monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HAIRLAB_DATA", str(tmp_path / "no-data-here"))
+    before = run_count(store_dir)
+    with pytest.raises(HairlabError) as info:
+        hairlab_run([*overrides, "trainer.max_steps=1"], store_dir, monkeypatch)
+    line = str(info.value)
+    assert "\n" not in line
+    for part in parts:
+        assert part in line, line
+    assert run_count(store_dir) == before
+    assert not (tmp_path / "no-data-here").exists()  # nothing looked for, let alone downloaded
+
+
+def test_lr_abc_with_the_default_dataset_is_exit_2_and_no_run(store_dir: Path, tmp_path: Path) -> None:
+    """The issue's own case: CIFAR-10 is neither located nor downloaded; the lr is named."""
+    data = tmp_path / "data"
+    before = run_count(store_dir)
+    proc = run_cli(["run", "optimizer=adam", "optimizer.lr=abc"], cwd=store_dir,
+                   env={"HAIRLAB_DATA": str(data)})
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hairlab: optimizer.lr='abc': expected float"), lines
+    assert "optimizer 'adam' (plugin optim, hairlab " in lines[0]
+    assert "cifar" not in lines[0].lower()
+    assert run_count(store_dir) == before and not data.exists()
+
+
+def test_range_error_is_exit_2_and_no_run(store_dir: Path) -> None:
+    before = run_count(store_dir)
+    proc = run_cli(["run", "trainer.grad_clip=-1"], cwd=store_dir)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == ("hairlab: trainer.grad_clip=-1.0: expected a number > 0 or null "
+                                   "(trainer settings of hairlab)")
+    assert run_count(store_dir) == before
+
+
+def test_a_sweep_is_checked_job_by_job_before_its_first_job(store_dir: Path) -> None:
+    """Job 0 is fine, job 1 is not: nothing runs, not even the sweep's parent run."""
+    before = run_count(store_dir)
+    proc = run_cli(["run", "-m", "dataset=synthetic", "trainer.max_steps=1", "optimizer=adam,sgd",
+                    "optimizer.beta1=0.5"], cwd=store_dir)
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip()
+    assert "\n" not in line and line.startswith("hairlab: sweep job 1 (")
+    assert "optimizer=sgd" in line and "optimizer.beta1 is not an option of optimizer 'sgd'" in line
+    assert run_count(store_dir) == before
+
+
+def test_sweep_jobs_are_the_basic_sweepers() -> None:
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.create({"hydra": {"sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper."
+                                                                  "BasicSweeper", "params": {"seed": "0,1"}},
+                                         "overrides": {"task": ["optimizer=adam,sgd", "trainer.epochs=2"]}}})
+    jobs = contract.preflight.sweep_jobs(config)
+    assert jobs is not None and len(jobs) == 4
+    assert all("trainer.epochs=2" in job for job in jobs)
+    assert {tuple(sorted(j)) for j in jobs} == {
+        tuple(sorted([f"seed={s}", f"optimizer={o}", "trainer.epochs=2"])) for s in (0, 1) for o in ("adam", "sgd")}
+    other = OmegaConf.create({"hydra": {"sweeper": {"_target_": "hydra_plugins.optuna.OptunaSweeper"}}})
+    assert contract.preflight.sweep_jobs(other) is None
+
+
+def test_an_optimizer_without_yaml_is_a_config_option() -> None:
+    """A plugin's optimizer becomes ``optimizer=NAME`` from its schema alone (here: its factory keywords)."""
+    from hairlab import hookimpl
+    from hairlab.registry import Entry
+
+    def make_lion(params: object, lr: float = 1e-4, beta1: float = 0.9, beta2: float = 0.99,
+                  weight_decay: float = 0.0) -> object:
+        return ("lion", lr)
+
+    class Plugin:
+        @hookimpl
+        def hairlab_optimizers(self) -> list[Entry]:
+            return [Entry("lion", make_lion, "Lion")]
+
+    host = PluginHost()
+    host.register(Plugin(), "example", "hairlab-example-plugin", "0.1")
+    host.collect()
+
+    class Store:
+        def __init__(self) -> None:
+            self.nodes: dict[str, tuple[type, str]] = {}
+
+        def store(self, *, group: str, name: str, node: type, provider: str) -> None:
+            self.nodes[f"{group}/{name}"] = (node, provider)
+
+    store = Store()
+    contract.register_schemas(host, store)
+    node, provider = store.nodes["optimizer/lion"]
+    assert provider == "example" and "optimizer/schema/lion" in store.nodes
+    from omegaconf import OmegaConf
+
+    assert OmegaConf.to_container(OmegaConf.structured(node)) == {
+        "name": "lion", "lr": 1e-4, "beta1": 0.9, "beta2": 0.99, "weight_decay": 0.0}
+    assert contract.build(host, "optimizers", {"name": "lion", "lr": "3e-4"}, [], where="optimizer") == \
+        ("lion", 3e-4)
+    with pytest.raises(HairlabError, match=r"optimizer\.lr='fast': expected float \(optimizer 'lion' "
+                                           r"\(plugin example, hairlab-example-plugin 0\.1\)\)"):
+        contract.build(host, "optimizers", {"name": "lion", "lr": "fast"}, [], where="optimizer")
+    assert {"trainer/default", "tracking/mlflow", "tracking/local", "model/schema/convnet"} <= set(store.nodes)
+
+
+def test_options_carry_one_line_help_for_listings() -> None:
+    """Every built-in option has help; `hairlab list KIND NAME` shows it from the schema."""
+    from hairlab.training.config import EngineConfig
+
+    host = get_host()
+    schemas = [EngineConfig] + [contract.schema_of(e, kind) for kind in ("optimizers", "datasets", "hardware",
+                                                                        "blocks", "heads")
+                                for e in host.registry(kind) if e.plugin in ("optim", "datasets", "hardware")]
+    for schema in schemas:
+        for option in contract.options(schema):
+            assert option.help and "\n" not in option.help, f"{schema.__name__}.{option.name}"
+    lr = next(o for o in contract.options(host.registry("optimizers").get("adam").schema) if o.name == "lr")
+    assert (lr.type, lr.default) == ("float", 1e-3) and "step size" in lr.help
+
+
+def test_no_process_wide_host_in_the_build_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With get_host() broken, everything below an entry point still works from the host it is given."""
+    import hairlab.plugin_manager as pm
+    from hairlab.models import build_model
+    from hairlab.training.job import build_data, build_optimizer
+
+    host = PluginHost()
+    host.load_entrypoints()
+    host.collect()
+
+    def forbidden() -> PluginHost:
+        raise AssertionError("get_host() called below an entry point")
+
+    monkeypatch.setattr(pm, "get_host", forbidden)
+    model = {"input_shape": [3, 8, 8], "num_classes": 3, "stages": [{"block": "conv_bn_relu", "width": 3}],
+             "head": {"name": "gap"}}
+    net = build_model(model, host)
+    build_optimizer(net, {"name": "sgd"}, host)
+    data = build_data({"name": "synthetic", "num_classes": 3, "image_size": 8, "num_train": 8, "num_test": 4}, host)
+    assert data.num_classes == 3
+    contract.check_config({"model": model, "optimizer": {"name": "adam"}, "dataset": {"name": "synthetic"},
+                           "trainer": {"epochs": 1}, "hw_targets": "auto"}, host)
+
+
+def test_cache_dir_honours_xdg_and_the_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from hairlab.data.paths import cache_dir
+
+    monkeypatch.delenv("HAIRLAB_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "hairlab"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert cache_dir() == Path(os.path.expanduser("~")) / ".cache" / "hairlab"
+    monkeypatch.setenv("HAIRLAB_CACHE", str(tmp_path / "mine"))
+    assert cache_dir() == tmp_path / "mine"
