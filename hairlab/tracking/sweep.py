@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 SWEEP_CURVES = ("train/loss", "val/loss", "train/acc", "val/acc")
 #: Seconds an interrupted sweep waits for its jobs in other processes to close their runs.
 CLOSE_WAIT_S = 60.0
+#: A job still RUNNING this long after the launching process was interrupted gets the signal
+#: from it (a terminal's Ctrl-C reaches the whole process group; ``kill <pid>`` does not).
+FORWARD_AFTER_S = 2.0
 
 
 def swept_keys(config: Any) -> list[str]:
@@ -176,7 +179,8 @@ class SweepCallback(Callback):
 
         state = self.state
         client = store.client(state.uri)
-        deadline = time.monotonic() + CLOSE_WAIT_S
+        began = time.monotonic()
+        deadline = began + CLOSE_WAIT_S
         signalled: set[int] = set()
         while True:
             running = _running_children(client, state)
@@ -187,7 +191,7 @@ class SweepCallback(Callback):
                     continue  # this process's own job closes as the interrupt unwinds it
                 pid = int(tags[liveness.PID])
                 waiting.append(pid)
-                if signum is not None and pid not in signalled:
+                if signum is not None and pid not in signalled and time.monotonic() - began >= FORWARD_AFTER_S:
                     signalled.add(pid)
                     with contextlib.suppress(OSError):
                         os.kill(pid, signum)
