@@ -227,3 +227,33 @@ def test_cache_dir_honours_xdg_and_the_override(monkeypatch: pytest.MonkeyPatch,
     assert cache_dir() == Path(os.path.expanduser("~")) / ".cache" / "hairlab"
     monkeypatch.setenv("HAIRLAB_CACHE", str(tmp_path / "mine"))
     assert cache_dir() == tmp_path / "mine"
+
+
+def test_the_training_docs_list_exactly_the_trainer_schema() -> None:
+    """docs/training.md's options table stays true: one row per EngineConfig field, defaults as in it."""
+    import dataclasses
+    import re
+
+    from hairlab.training.config import EngineConfig
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    table = text.split("## Options (`trainer.*`)", 1)[1].split("\n\n", 2)[1]
+    documented: dict[str, str] = {}
+    for row in table.splitlines()[2:]:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        names = re.findall(r"`(\w+)`", cells[0])
+        defaults = [d.strip() for d in cells[1].split("/")]
+        for name, default in zip(names, defaults * len(names) if len(defaults) == 1 else defaults, strict=True):
+            documented[name] = default
+    fields = {f.name: f.default for f in dataclasses.fields(EngineConfig)}
+    assert set(documented) == set(fields)
+
+    def same(doc: str, value: object) -> bool:
+        if value is None or isinstance(value, bool):
+            return doc == {None: "null", True: "true", False: "false"}[value]
+        if isinstance(value, (int, float)):
+            return float(doc) == value
+        return doc == str(value)
+
+    for name, default in fields.items():
+        assert same(documented[name], default), f"{name}: docs say {documented[name]}, the schema {default!r}"
