@@ -73,11 +73,9 @@ def task_function(cfg: Any) -> Any:
 
 
 def _check_config(cfg: Any, host: Any) -> None:
-    """C1's whole-config check (issue 11): every value checked before any run exists."""
-    try:
-        from hairlab.contract import check_config
-    except ImportError:  # R1: the typed contract has not landed in this checkout yet
-        return
+    """The whole-config check (issue 11): every value checked before any run exists."""
+    from hairlab.contract import check_config
+
     check_config(cfg, host)
 
 

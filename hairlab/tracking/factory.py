@@ -17,12 +17,12 @@ BACKENDS = ("mlflow", "local")
 
 def tracking_settings(cfg: Any) -> dict[str, Any]:
     """The ``tracking`` node as a plain dict (``backend: local`` when absent)."""
-    from omegaconf import DictConfig, OmegaConf
+    from hairlab.contract import to_dict
 
     node = cfg.get("tracking") if hasattr(cfg, "get") else None
     if node is None:
         return {"backend": "local"}
-    data = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    data = to_dict(node)
     backend = str(data.get("backend", "local"))
     if backend not in BACKENDS:
         raise HairlabError(f"unknown tracking backend '{backend}'; choose tracking=mlflow or tracking=local")

@@ -5,6 +5,8 @@ background thread sends the buffer with ``log_batch`` every ``flush_interval_s``
 (or sooner when it fills), retrying SQLite lock errors and flaky connections. One
 ``log_batch`` per interval also keeps parallel jobs from fighting over a SQLite lock on
 every step. ``close`` drains the buffer, uploads the job's artifacts and ends the run.
+The same thread refreshes the run's ``hairlab.heartbeat`` tag every ``heartbeat_s``, which
+tells :mod:`hairlab.tracking.reconcile` the run is alive.
 
 The tracker talks to MLflow only through an ``MlflowClient`` bound to one run id, never the
 fluent API, so an inherited ``MLFLOW_RUN_ID`` (mlflow#15713) or another thread's active run

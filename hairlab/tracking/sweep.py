@@ -295,16 +295,13 @@ class SweepCallback(Callback):
 
 
 def _check_sweep(config: Any) -> None:
-    """C1's checks (issue 11) of the sweep's config and, when it can, of every job's."""
-    try:
-        from hairlab import contract
-    except ImportError:  # R1: the typed contract has not landed in this checkout yet
-        return
+    """The checks of issue 11: the sweep's config and (basic sweeper) every job's, before the parent exists."""
+    from hairlab.contract import check_config, check_sweep
     from hairlab.plugin_manager import get_host
 
-    check = getattr(contract, "check_sweep", None) or getattr(contract, "check_config", None)
-    if check is not None:
-        check(config, get_host())
+    host = get_host()
+    check_config(config, host)
+    check_sweep(config, host)
 
 
 def _reused(client: Any, state: Any) -> list[Any]:
