@@ -16,11 +16,9 @@ def to_dict(node: Any, *, resolve: bool = True) -> dict[str, Any]:
     """
     if node is None:
         return {}
-    try:
-        from omegaconf import DictConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        DictConfig = ()  # type: ignore[assignment,misc]
-    if DictConfig and isinstance(node, DictConfig):
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(node, DictConfig):
         return OmegaConf.to_container(node, resolve=resolve)  # type: ignore[return-value]
     if not isinstance(node, Mapping):
         raise HairlabError(f"expected a mapping of options, got {type(node).__name__}: {node!r}")
@@ -28,10 +26,8 @@ def to_dict(node: Any, *, resolve: bool = True) -> dict[str, Any]:
 
 
 def _plain(value: Any, resolve: bool) -> Any:
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover
-        return value
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
     if isinstance(value, (DictConfig, ListConfig)):
         return OmegaConf.to_container(value, resolve=resolve)
     if isinstance(value, Mapping):

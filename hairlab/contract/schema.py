@@ -112,8 +112,13 @@ def hints_of_function(fn: Callable[..., Any]) -> dict[str, Any]:
 
 def _field_default(value: Any) -> Any:
     if isinstance(value, (list, dict, set)):
-        return dataclasses.field(default_factory=lambda v=value: type(v)(v))
+        return dataclasses.field(default_factory=_copier(value))
     return dataclasses.field(default=value)
+
+
+def _copier(value: Any) -> Callable[[], Any]:
+    """A default factory giving a fresh copy of a mutable default each time."""
+    return lambda: type(value)(value)
 
 
 # -- checking ---------------------------------------------------------------------------------

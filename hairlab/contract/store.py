@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
 from hairlab.contract.entries import GROUPS, owner, schema_of
-from hairlab.contract.schema import hints
+from hairlab.contract.schema import _copier, hints
 
 if TYPE_CHECKING:
     from hairlab.plugin_manager import PluginHost
@@ -70,7 +70,7 @@ def node_class(schema: type, *, name: str | None, label: str, defaults: dict[str
 
 def _spec(value: Any) -> Any:
     if isinstance(value, (list, dict)):
-        return dataclasses.field(default_factory=lambda v=value: type(v)(v))
+        return dataclasses.field(default_factory=_copier(value))
     return dataclasses.field(default=value)
 
 

@@ -56,7 +56,7 @@ def build_data(dataset_cfg: Any, host: PluginHost) -> Any:
     return contract.build(host, "datasets", dataset_cfg, where="dataset")
 
 
-def hardware_metrics(model: Any, input_shape: tuple[int, ...], targets: Mapping[str, Any], host: PluginHost
+def hardware_metrics(model: Any, input_shape: tuple[int, int, int], targets: Mapping[str, Any], host: PluginHost
                      ) -> dict[str, float]:
     """Predicted latency per hardware target (``hw/<target>/latency_s``) from the cost model.
 
@@ -69,7 +69,7 @@ def hardware_metrics(model: Any, input_shape: tuple[int, ...], targets: Mapping[
 
     was_training = model.training
     try:
-        metrics = latency_metrics(model, tuple(input_shape), targets, host)
+        metrics = latency_metrics(model, input_shape, targets, host)
         return {k: float(v) for k, v in metrics.items()}
     finally:
         model.train(was_training)
@@ -103,7 +103,7 @@ def train_job(cfg: Any, tracker: Any, host: PluginHost) -> dict[str, Any]:
     first = {"model/params": float(params)}
     from hairlab.costmodel.api import resolve_targets
 
-    first.update(hardware_metrics(model, tuple(data.input_shape), resolve_targets(cfg, host), host))
+    first.update(hardware_metrics(model, _shape(data.input_shape), resolve_targets(cfg, host), host))
     tracker.log_metrics(first, step=0)
 
     directory = Path(ecfg.checkpoint_dir) if ecfg.checkpoint_dir else job_dir(tracker) / "checkpoints"
@@ -127,6 +127,11 @@ def train_job(cfg: Any, tracker: Any, host: PluginHost) -> dict[str, Any]:
     if outcome.status == "diverged":
         result.update({"diverged_step": outcome.diverged_step, "last_finite_loss": outcome.last_finite_loss})
     return result
+
+
+def _shape(shape: Any) -> tuple[int, int, int]:
+    c, h, w = (int(s) for s in shape)
+    return (c, h, w)
 
 
 def _param(value: Any) -> Any:
