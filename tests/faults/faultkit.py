@@ -130,25 +130,28 @@ def group_alive(pgid: int) -> bool:
 
 
 def start(args: Sequence[str], cwd: Path, *, env: dict[str, str] | None = None, command: str = "run",
-          name: str = "hairlab", prefix: Sequence[str] = (), log_dir: Path | None = None) -> Hairlab:
+          name: str = "hairlab", prefix: Sequence[str] = (), log_dir: Path | None = None,
+          python: str = sys.executable) -> Hairlab:
     """Start ``python -m hairlab COMMAND ARGS`` in ``cwd`` as a new session; output to a log file.
 
     ``prefix`` goes before the interpreter (e.g. :func:`plain_user_prefix`); the log goes to
-    ``log_dir`` (default ``cwd``, which a read-only test cannot use).
+    ``log_dir`` (default ``cwd``, which a read-only test cannot use); ``python`` may be another
+    environment's interpreter (e.g. the ``child_env`` fixture's, with test plugins installed).
     """
     cwd.mkdir(parents=True, exist_ok=True)
     log = (log_dir or cwd) / f"{name}-{time.monotonic_ns()}.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([*prefix, sys.executable, "-m", "hairlab", command, *args], cwd=cwd,
+        proc = subprocess.Popen([*prefix, python, "-m", "hairlab", command, *args], cwd=cwd,
                                 env=env or child_env(), stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     return Hairlab(list(args), cwd, proc, log)
 
 
 def run(args: Sequence[str], cwd: Path, *, env: dict[str, str] | None = None, command: str = "run",
-        timeout: float = 300, prefix: Sequence[str] = (), log_dir: Path | None = None) -> tuple[int, str]:
+        timeout: float = 300, prefix: Sequence[str] = (), log_dir: Path | None = None,
+        python: str = sys.executable) -> tuple[int, str]:
     """Run ``hairlab COMMAND ARGS`` to the end; returns (status, combined output)."""
-    job = start(args, cwd, env=env, command=command, prefix=prefix, log_dir=log_dir)
+    job = start(args, cwd, env=env, command=command, prefix=prefix, log_dir=log_dir, python=python)
     code = job.wait(timeout)
     return code, job.output()
 
