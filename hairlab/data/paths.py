@@ -2,8 +2,9 @@
 
 Data root: ``dataset.root`` from the config, else ``$HAIRLAB_DATA``, else
 ``<cache>/data``. Cache: ``$HAIRLAB_CACHE``, else ``$XDG_CACHE_HOME/hairlab``, else
-``~/.cache/hairlab``. Tests point ``$HAIRLAB_CACHE`` at a temporary directory so they never
-write into a user's home.
+``~/.cache/hairlab``: hairlab's one cache rule, used by every cache (decoded tensors, extracted
+archives, the cost model's host calibrations under ``<cache>/calibration``). Tests point
+``$HAIRLAB_CACHE`` at a temporary directory so they never write into a user's home.
 """
 
 from __future__ import annotations
