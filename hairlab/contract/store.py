@@ -40,12 +40,23 @@ OWNER_ATTR = "__hairlab_owner__"
 CORE = "hairlab"
 
 
+_NODES: dict[tuple[Any, ...], type] = {}
+
+
 def node_class(schema: type, *, name: str | None, label: str, defaults: dict[str, Any] | None = None) -> type:
     """A Hydra-friendly copy of ``schema``: ``name`` first (when given), OmegaConf-typed fields.
 
     Types OmegaConf cannot hold (``Literal``, nested dataclasses it rejects) become ``Any`` here;
-    hairlab's own check still applies the real type before the job runs.
+    hairlab's own check still applies the real type before the job runs. Made once per schema
+    and process (``hairlab run`` and every compose register the schemas).
     """
+    key = (schema, name, label, tuple(sorted((defaults or {}).items())))
+    if key not in _NODES:
+        _NODES[key] = _node_class(schema, name=name, label=label, defaults=defaults)
+    return _NODES[key]
+
+
+def _node_class(schema: type, *, name: str | None, label: str, defaults: dict[str, Any] | None) -> type:
     tps = hints(schema)
     fields: list[tuple[str, Any, Any]] = []
     if name is not None and "name" not in {f.name for f in dataclasses.fields(schema)}:
@@ -61,8 +72,11 @@ def node_class(schema: type, *, name: str | None, label: str, defaults: dict[str
             spec = _spec(f.default)
         else:
             spec = dataclasses.field(default="???")  # OmegaConf's MISSING: must be set
-        fields.append((f.name, _omega_type(f.name, tps.get(f.name, Any), spec), spec))
+        fields.append((f.name, _simplify(tps.get(f.name, Any)), spec))
     cls = dataclasses.make_dataclass(f"{schema.__name__}Node", fields)
+    if not _accepted(cls):  # some type OmegaConf cannot hold: find it, field by field
+        fields = [(n, _omega_type(n, tp, spec), spec) for n, tp, spec in fields]
+        cls = dataclasses.make_dataclass(f"{schema.__name__}Node", fields)
     setattr(cls, OWNER_ATTR, label)
     cls.__doc__ = schema.__doc__
     return cls
@@ -85,16 +99,19 @@ def _simplify(tp: Any) -> Any:
     return tp
 
 
-def _omega_type(name: str, tp: Any, spec: Any) -> Any:
-    """``tp`` if OmegaConf accepts it for this default, else ``Any``."""
+def _accepted(cls: type) -> bool:
     from omegaconf import OmegaConf
 
-    cand = _simplify(tp)
     try:
-        OmegaConf.structured(dataclasses.make_dataclass("Probe", [(name, cand, spec)]))
-    except Exception:  # noqa: BLE001 - any rejection: keep the node untyped for this key
-        return Any
-    return cand
+        OmegaConf.structured(cls)
+    except Exception:  # noqa: BLE001 - any rejection
+        return False
+    return True
+
+
+def _omega_type(name: str, tp: Any, spec: Any) -> Any:
+    """``tp`` if OmegaConf accepts it for this default, else ``Any`` (hairlab's check keeps the real type)."""
+    return tp if _accepted(dataclasses.make_dataclass("Probe", [(name, tp, spec)])) else Any
 
 
 def search_dirs(host: PluginHost) -> list[Path]:
