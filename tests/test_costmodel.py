@@ -142,9 +142,9 @@ def test_options_batch_overlap_bytes_input_size() -> None:
     ("options", "fragment"),
     [
         ({"mode": "fast"}, "hardware.mode='fast'"),
-        ({"bus_bandwidth": -1}, "hardware.bus_bandwidth must be a positive number"),
-        ({"batch_size": 0}, "hardware.batch_size must be a positive integer"),
-        ({"bus_bandwith": 1e9}, "no option(s) bus_bandwith"),
+        ({"bus_bandwidth": -1}, "hardware.bus_bandwidth=-1.0: expected a number > 0 (hardware 'paper2012'"),
+        ({"batch_size": 0}, "hardware.batch_size=0: expected an integer >= 1"),
+        ({"bus_bandwith": 1e9}, "hardware.bus_bandwith is not an option of hardware 'paper2012'"),
         ({"input_size": [1, 2, 3, 4]}, "hardware.input_size"),
         ({"overlap": "sometimes"}, "hardware.overlap"),
     ],

@@ -84,8 +84,8 @@ def test_rows_are_named_by_the_target_not_after_the_paper(tmp_path: Path) -> Non
     ("args", "fragment"),
     [
         (["hardware=nope"], "unknown hardware option 'nope'"),
-        (["hardware.mode=fast"], "hardware.mode='fast' is unknown"),
-        (["hardware.bus_bandwidth=fast"], "hardware.bus_bandwidth must be a positive number"),
+        (["hardware.mode=fast"], "hardware.mode='fast': expected 'faithful' | 'corrected' (hardware 'paper2012'"),
+        (["hardware.bus_bandwidth=fast"], "hardware.bus_bandwidth='fast': expected float (hardware 'paper2012'"),
         (["hardware.bus_bandwith=1e9"], "bus_bandwith"),
         (["model=hairnet_cifar", "hardware.input_size=[3,2,2]"], "cannot run on input"),
     ],
