@@ -38,9 +38,14 @@ def _data_env() -> dict[str, str]:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff over the whole tree."""
-    session.install("ruff>=0.5")
+    """ruff over the whole tree; mypy over the core package (settings in pyproject's [tool.mypy]).
+
+    hairlab is installed first so mypy sees the real types of omegaconf, torch and the rest.
+    """
+    session.install("ruff>=0.5", "mypy>=1.10")
     session.run("ruff", "check", ".")
+    _install(session)
+    session.run("mypy")
 
 
 @nox.session

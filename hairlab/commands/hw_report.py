@@ -22,6 +22,11 @@ def build_report(overrides: list[str], host: PluginHost, *,
 
     cfg = compose(list(overrides))
     if cfg.get("hardware") is None:
+        asked = [o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("hardware=")]
+        if asked and asked[-1] not in ("null", ""):  # the group is optional: Hydra skips an unknown option
+            names = ", ".join(host.registry("hardware").names()) or "none"
+            raise HairlabError(f"unknown hardware option '{asked[-1]}'; available: {names} (choose one with "
+                               "hardware=NAME, or install a plugin that provides it)" + host.failure_note("hardware"))
         raise HairlabError("no hardware target configured; add hardware=NAME (see `hairlab list hardware`)")
     if cfg.get("model") is None:
         raise HairlabError("no model configured; add model=NAME (e.g. model=hairnet_imagenet)")
@@ -32,7 +37,7 @@ def build_report(overrides: list[str], host: PluginHost, *,
                                "--compare-reference needs a target that ships one (see docs/hw-report.md)")
         if target.reference.options:  # the reference's own settings, e.g. paper2012's faithful mode
             target = target_from_config(cfg.hardware, host, **target.reference.options)
-    shape = tuple(target.input_size) if target.input_size else model_input_shape(cfg.model)
+    shape = target.input_size or model_input_shape(cfg.model)
     model = build_model(cfg.model, host, input_shape=shape)
     layers = extract_layers(model, shape)
     name = str(cfg.model.get("name", "model"))

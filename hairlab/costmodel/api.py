@@ -27,26 +27,20 @@ def _host(host: PluginHost | None) -> PluginHost:
 
 
 def target_from_config(hw_cfg: Any, host: PluginHost | None = None, **overrides: Any) -> Target:
-    """A :class:`~hairlab.costmodel.target.Target` from a ``hardware`` config group node."""
-    host = _host(host)
-    options = _plain(hw_cfg)
-    name = options.get("name")
-    if not name:
+    """A :class:`~hairlab.costmodel.target.Target` from a ``hardware`` config group node.
+
+    Built through the one build path (schema check, then the factory), so a bad value or an
+    unknown key is one line naming the target and its plugin.
+    """
+    from hairlab.contract import build, to_dict
+
+    options = to_dict(hw_cfg)
+    if not options.get("name"):
         raise HairlabError("the hardware config has no 'name'; choose a target with hardware=NAME "
                            "(see `hairlab list hardware`)")
     options.update(overrides)
-    try:
-        from hairlab import contract
-    except ImportError:
-        contract = None  # type: ignore[assignment]
-    if contract is not None and hasattr(contract, "build"):
-        return contract.build(host, "hardware", options, where="hardware")  # type: ignore[no-any-return]
-    options.pop("name")
-    entry = host.registry("hardware").get(str(name))
-    try:
-        return entry.factory(**options)  # type: ignore[no-any-return]
-    except TypeError as exc:
-        raise HairlabError(f"hardware '{name}' rejected its options: {exc}") from None
+    target: Target = build(_host(host), "hardware", options, where="hardware")
+    return target
 
 
 def resolve_targets(cfg: Any, host: PluginHost) -> dict[str, Any]:
@@ -68,21 +62,6 @@ def resolve_targets(cfg: Any, host: PluginHost) -> dict[str, Any]:
             continue
         out[name] = hardware if name == hw_name else None
     return out
-
-
-def _plain(cfg: Any) -> dict[str, Any]:
-    if cfg is None:
-        return {}
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            return dict(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        pass
-    if not isinstance(cfg, Mapping):
-        raise HairlabError(f"hardware config must be a mapping, got {type(cfg).__name__}")
-    return dict(cfg)
 
 
 def target_defaults(name: str, host: PluginHost | None = None) -> dict[str, Any]:
@@ -112,19 +91,20 @@ def target_defaults(name: str, host: PluginHost | None = None) -> dict[str, Any]
         candidates.append(base / "hardware" / f"{name}.yaml")
     for path in candidates:
         if path.is_file():
+            from hairlab.contract import to_dict
+
             node = OmegaConf.load(path)
             try:
-                data = OmegaConf.to_container(node, resolve=True)
+                data = to_dict(node)
             except Exception:  # noqa: BLE001 - interpolations into other groups: keep raw values
-                data = OmegaConf.to_container(node, resolve=False)
-            data = dict(data or {})  # type: ignore[arg-type]
+                data = to_dict(node, resolve=False)
             data.pop("defaults", None)
             data["name"] = name
             return data
     return {"name": name}
 
 
-def latency_metrics(model: Any, input_shape: tuple[int, int, int], targets: list[str] | Mapping[str, Any],
+def latency_metrics(model: Any, input_shape: tuple[int, ...], targets: list[str] | Mapping[str, Any],
                     host: PluginHost | None = None) -> dict[str, float]:
     """Predicted cost of ``model`` on each target, as tracker metrics.
 
@@ -138,7 +118,8 @@ def latency_metrics(model: Any, input_shape: tuple[int, int, int], targets: list
     from hairlab.costmodel.engine import estimate
     from hairlab.costmodel.layers import extract_layers
 
-    shape = tuple(int(s) for s in input_shape)
+    c, h, w = (int(s) for s in input_shape)
+    shape = (c, h, w)
     traced: dict[tuple[int, ...], Any] = {}
     metrics: dict[str, float] = {}
     host = _host(host)
@@ -150,10 +131,10 @@ def latency_metrics(model: Any, input_shape: tuple[int, int, int], targets: list
         except CalibrationUnavailable as exc:
             log.warning("skipping hw/%s metrics: %s", name, exc)
             continue
-        run_shape = tuple(target.input_size) if target.input_size else shape
+        run_shape = target.input_size or shape
         if run_shape not in traced:
             traced[run_shape] = extract_layers(model, run_shape)
-        report = estimate(traced[run_shape], target, input_shape=run_shape)  # type: ignore[arg-type]
+        report = estimate(traced[run_shape], target, input_shape=run_shape)
         metrics.update(report_metrics(name, report, target.batch_size))
     return metrics
 

@@ -13,6 +13,7 @@ torch version.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -143,7 +144,7 @@ def measure(threads: int | None = None, quick: bool = False) -> dict[str, Any]:
             }
             for kind, probe in probes.items():
                 arg = torch.randn(1, 8) if kind == "dense" else tiny4
-                fixed[kind] = _best_time(lambda p=probe, v=arg: p(v), 10 if quick else 100, 5, clock)
+                fixed[kind] = _best_time(functools.partial(probe, arg), 10 if quick else 100, 5, clock)
             n = 256 if quick else 512
             a, b = torch.randn(n, n), torch.randn(n, n)
             gemm = rate(2 * n**3, lambda: torch.mm(a, b), "dense")

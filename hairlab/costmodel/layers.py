@@ -168,10 +168,14 @@ def _func_layer(func: Any, args: tuple, kwargs: dict, result: Any, index: int) -
         return None  # a mean that is not a spatial pool (e.g. a loss), not a layer
     elif kind == "dense":
         weight = args[1] if len(args) > 1 else kwargs.get("weight")
+        if weight is None:
+            return None  # not a call we can cost (no weight to read the size from)
         layer.macs = _numel(y_shape) * int(weight.shape[-1])
         layer.attrs["bias"] = (len(args) > 2 and args[2] is not None) or kwargs.get("bias") is not None
     elif kind == "conv":
         weight = args[1] if len(args) > 1 else kwargs.get("weight")
+        if weight is None:
+            return None
         groups = int(args[6] if len(args) > 6 else kwargs.get("groups", 1))
         out_ch, in_pg = int(weight.shape[0]), int(weight.shape[1])
         kernel = tuple(int(k) for k in weight.shape[2:])

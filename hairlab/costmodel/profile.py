@@ -37,7 +37,7 @@ def profile_job(cfg: Any, tracker: Any, host: PluginHost | None = None) -> dict[
     traced: dict[tuple[int, ...], Any] = {}
     for tname, node in targets.items():
         target = target_from_config(node if node is not None else target_defaults(tname, host), host)
-        run_shape = tuple(target.input_size) if target.input_size else shape
+        run_shape = target.input_size or shape
         if run_shape not in traced:
             traced[run_shape] = extract_layers(model, run_shape)
         report = estimate(traced[run_shape], target, model=name, input_shape=run_shape)

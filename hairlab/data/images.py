@@ -124,7 +124,7 @@ def decode_image(data: bytes | str, size: int) -> np.ndarray:
         w, h = rgb.size
         scale = size / min(w, h)
         nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-        rgb = rgb.resize((nw, nh), Image.BILINEAR, reducing_gap=3.0)
+        rgb = rgb.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=3.0)
         left, top = (nw - size) // 2, (nh - size) // 2
         rgb = rgb.crop((left, top, left + size, top + size))
     return np.asarray(rgb, dtype=np.uint8)

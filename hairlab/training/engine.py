@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hairlab.errors import HairlabError, TrainingDiverged
 from hairlab.training import checkpoint as ckpt
@@ -27,6 +27,10 @@ from hairlab.training.distributed import World, all_sum, wrap
 from hairlab.training.progress import EpochProgress
 from hairlab.training.runtime import amp_dtype
 from hairlab.training.schedules import make_scheduler
+
+if TYPE_CHECKING:
+    from hairlab.data import DataModule
+    from hairlab.tracking.base import Tracker
 
 
 @dataclass
@@ -46,7 +50,7 @@ class Outcome:
 class Engine:
     """Trains ``model`` on a :class:`~hairlab.data.DataModule` and logs through a tracker."""
 
-    def __init__(self, model: Any, optimizer: Any, data: Any, cfg: EngineConfig, tracker: Any, *,
+    def __init__(self, model: Any, optimizer: Any, data: DataModule, cfg: EngineConfig, tracker: Tracker, *,
                  device: Any, seed: int, checkpoint_dir: Path | None, progress: EpochProgress | None = None,
                  on_epoch_end: Callable[[int], None] | None = None, world: World | None = None) -> None:
         import torch
