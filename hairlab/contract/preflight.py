@@ -34,6 +34,19 @@ def _node(cfg: Any, key: str) -> Any:
         raise HairlabError(f"{key}: {describe_config_error(exc)}") from None
 
 
+def _choices(cfg: Any) -> dict[str, Any]:
+    """The options Hydra chose per group (``hydra.runtime.choices``), when known."""
+    try:
+        hydra = cfg.get("hydra") if hasattr(cfg, "get") else None
+        if hydra is not None:
+            return dict(hydra.runtime.choices)
+        from hydra.core.hydra_config import HydraConfig
+
+        return dict(HydraConfig.get().runtime.choices)
+    except Exception:  # noqa: BLE001 - outside a Hydra app: nothing chosen by name
+        return {}
+
+
 def check_config(cfg: Any, host: PluginHost) -> None:
     """Check every group of a composed config against its schema; raises one-line HairlabError."""
     from hairlab.models.builder import plan_model
@@ -42,6 +55,11 @@ def check_config(cfg: Any, host: PluginHost) -> None:
 
     nodes = {key: _node(cfg, key) for key in ("model", "optimizer", "dataset", "hardware", "trainer",
                                                "tracking")}
+    chosen = _choices(cfg)
+    for kind, group in GROUPS.items():
+        # an `optional` default that names a missing option is dropped by Hydra without a word
+        if nodes[group] is None and chosen.get(group) not in (None, "null"):
+            host.registry(kind).get(str(chosen[group]))
     for kind, group in GROUPS.items():
         if nodes[group] is not None:
             validate(host, kind, nodes[group], where=group)
@@ -99,7 +117,7 @@ def check_sweep(config: Any, host: PluginHost) -> None:
     for i, overrides in enumerate(jobs):
         label = " ".join(overrides) or "no overrides"
         try:
-            job_cfg = compose(config_name=name, overrides=[*hydra_overrides, *overrides])
+            job_cfg = compose(config_name=name, overrides=[*hydra_overrides, *overrides], return_hydra_config=True)
             check_config(job_cfg, host)
         except HairlabError as exc:
             raise HairlabError(f"sweep job {i} ({label}): {exc}") from None
