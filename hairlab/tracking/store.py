@@ -110,7 +110,35 @@ def client(uri: str, *, write: bool = True) -> Any:
     if write:
         check_writable(db)
     with store_lock(db, required=write):
+        _wait_unlocked(db)
         return retrying(lambda: MlflowClient(tracking_uri=uri), what=f"open the tracking store {db}", store=str(db))
+
+
+def _wait_unlocked(db: Path) -> None:
+    """Wait at most :func:`wait_s` for another process's SQLite lock on an existing ``db``.
+
+    MLflow's own engine retries would otherwise hold a locked start for half a minute or more
+    before any error, whatever ``$HAIRLAB_STORE_WAIT_S`` says.
+    """
+    import sqlite3
+
+    if not db.exists():
+        return
+    bound = wait_s()
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=bound)
+    except sqlite3.Error:
+        return  # unreadable: MLflow's own open says why
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError as exc:
+        if any(t in str(exc).lower() for t in _LOCKED):
+            raise HairlabError(
+                f"the tracking store {db} is locked by another process (still locked after {bound:g} s); wait for "
+                f"that command to finish, or set {ENV_WAIT}=SECONDS to wait longer"
+            ) from None
+    finally:
+        conn.close()
 
 
 def writable(uri: str) -> bool:

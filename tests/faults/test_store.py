@@ -4,6 +4,7 @@ directory, a store locked by another process. Real processes, a real SQLite stor
 from __future__ import annotations
 
 import contextlib
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -159,3 +160,24 @@ def test_lock_file_is_beside_the_store(tmp_path: Path, monkeypatch: pytest.Monke
     assert store.lock_path(tmp_path / "x" / "mlflow.db") == tmp_path / "x" / "mlflow.db.lock"
     monkeypatch.delenv(store.ENV_WAIT, raising=False)
     assert store.wait_s() == store.DEFAULT_WAIT_S
+
+
+@pytest.mark.slow
+def test_compare_after_kill_9_shows_the_run_killed(workdir: Path, reap: list[fk.Hairlab]) -> None:
+    """``kill -9`` leaves a RUNNING ghost; the next ``hairlab compare`` closes it before showing it."""
+    import json
+
+    job = fk.start([*fk.LONG, *fk.FAST_FLUSH], workdir)
+    reap.append(job)
+    (run_id,) = fk.wait_running(workdir / "mlflow.db", job)
+    job.signal(signal.SIGKILL)
+    job.wait(30)
+    assert fk.client(fk.sqlite_uri(workdir)).get_run(run_id).info.status == "RUNNING"
+    res = subprocess.run([sys.executable, "-m", "hairlab", "compare", "--format", "json"], cwd=workdir,
+                         env=fk.child_env(), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    (row,) = json.loads(res.stdout)
+    assert row["status"] == "KILLED", row
+    run = fk.client(fk.sqlite_uri(workdir)).get_run(run_id)
+    assert run.info.status == "KILLED" and run.data.tags["hairlab.reconciled"] == "process gone"
+    fk.assert_metric_logged(fk.sqlite_uri(workdir), run_id, "train/loss")
