@@ -208,10 +208,10 @@ def compare(
     client = store.client(uri, write=False)
     exp = _pick_experiment(client, experiment)
     if store.writable(uri):
-        from hairlab.tracking.reconcile import reconcile
+        from hairlab.tracking import reconcile
         from hairlab.tracking.settings import TrackingConfig
 
-        reconcile(client, [exp.experiment_id], stale_after_s=TrackingConfig().stale_after_s)
+        reconcile.safely(client, [exp.experiment_id], stale_after_s=TrackingConfig().stale_after_s)
     runs = [r for r in summary.fetch_runs(client, [exp.experiment_id]) if not summary.is_parent(r)]
     if not runs:
         raise HairlabError(f"experiment '{exp.name}' has no runs yet")
