@@ -101,12 +101,20 @@ def compose(overrides: list[str], config_name: str = CONFIG_NAME) -> Any:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict
+
+    from hairlab.contract.preflight import check_chosen
+    from hairlab.plugin_manager import get_host
 
     with _errors_as_hairlab():
         final = _prepare_overrides(list(overrides))
         GlobalHydra.instance().clear()
         with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
-            return hydra_compose(config_name=config_name, overrides=final)
+            cfg = hydra_compose(config_name=config_name, overrides=final, return_hydra_config=True)
+        check_chosen(cfg, get_host(), dict(cfg.hydra.runtime.choices))
+        with open_dict(cfg):
+            del cfg["hydra"]
+        return cfg
 
 
 @contextlib.contextmanager

@@ -83,7 +83,7 @@ def test_rows_are_named_by_the_target_not_after_the_paper(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["hardware=nope"], "unknown hardware option 'nope'"),
+        (["hardware=nope"], "unknown hardware entry 'nope'"),
         (["hardware.mode=fast"], "hardware.mode='fast': expected 'faithful' | 'corrected' (hardware 'paper2012'"),
         (["hardware.bus_bandwidth=fast"], "hardware.bus_bandwidth='fast': expected float (hardware 'paper2012'"),
         (["hardware.bus_bandwith=1e9"], "bus_bandwith"),

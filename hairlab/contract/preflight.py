@@ -47,6 +47,19 @@ def _choices(cfg: Any) -> dict[str, Any]:
         return {}
 
 
+def check_chosen(cfg: Any, host: PluginHost, choices: dict[str, Any] | None = None) -> None:
+    """A group option Hydra dropped is an unknown entry, not silence.
+
+    An ``optional`` default (``- optional hardware: paper2012``) that the command line points at
+    a missing option (``hardware=nope``) leaves the group out without a word.
+    """
+    chosen = _choices(cfg) if choices is None else choices
+    for kind, group in GROUPS.items():
+        present = cfg.get(group) if hasattr(cfg, "get") else None
+        if present is None and chosen.get(group) not in (None, "null"):
+            host.registry(kind).get(str(chosen[group]))
+
+
 def check_config(cfg: Any, host: PluginHost) -> None:
     """Check every group of a composed config against its schema; raises one-line HairlabError."""
     from hairlab.models.builder import plan_model
@@ -55,11 +68,7 @@ def check_config(cfg: Any, host: PluginHost) -> None:
 
     nodes = {key: _node(cfg, key) for key in ("model", "optimizer", "dataset", "hardware", "trainer",
                                                "tracking")}
-    chosen = _choices(cfg)
-    for kind, group in GROUPS.items():
-        # an `optional` default that names a missing option is dropped by Hydra without a word
-        if nodes[group] is None and chosen.get(group) not in (None, "null"):
-            host.registry(kind).get(str(chosen[group]))
+    check_chosen(cfg, host)
     for kind, group in GROUPS.items():
         if nodes[group] is not None:
             validate(host, kind, nodes[group], where=group)
