@@ -1,13 +1,13 @@
 """Turn extracted layers into cost rows under a target's counting conventions.
 
-Every rule here is general (it applies to any extracted model), and each rule that only the
-paper's appendix follows is switched by a flag in :class:`~hairlab.costmodel.target.Conventions`,
-so the faithful and corrected modes differ only by data. docs/paper-errata.md explains each.
+Every rule here is general (it applies to any extracted model); its numbers and switches are
+data in :class:`~hairlab.costmodel.target.Conventions`. A rule only one target follows (the
+paper's duplicated pools) belongs to that target's plugin, as a ``Target.row_rules`` entry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from hairlab.costmodel.layers import Layer
 from hairlab.costmodel.target import Conventions
@@ -34,46 +34,6 @@ def fuse_bn_relu(layers: list[Layer]) -> list[Layer]:
     return out
 
 
-def _neighbour_conv(layers: list[Layer], start: int, step: int) -> str | None:
-    i = start
-    while 0 <= i < len(layers):
-        if layers[i].kind in _CONV:
-            return layers[i].kind
-        if layers[i].kind in _POOL or layers[i].kind == "gap":
-            return None
-        i += step
-    return None
-
-
-def duplicate_interstage_pools(layers: list[Layer]) -> list[Layer]:
-    """The paper's rule: a pool between two depthwise-separable stages is listed twice."""
-    out: list[Layer] = []
-    for i, layer in enumerate(layers):
-        out.append(layer)
-        if layer.kind == "maxpool":
-            before = _neighbour_conv(layers, i - 1, -1)
-            after = _neighbour_conv(layers, i + 1, +1)
-            if before in ("dwconv", "pwconv") and after == "dwconv":
-                out.append(layer.copy(synthetic=True, name=f"{layer.name} (listed twice)"))
-    return out
-
-
-def pool_before_gap(layers: list[Layer]) -> list[Layer]:
-    """The paper's rule: every stage ends in a 2x2 max pool, the last one included.
-
-    The extra pool's output is a quarter of its input (even when the map has an odd side)
-    and nothing reads it: the global average pool still reads the unpooled map.
-    """
-    out: list[Layer] = []
-    for i, layer in enumerate(layers):
-        prev = layers[i - 1] if i else None
-        if layer.kind == "gap" and prev is not None and prev.kind not in _POOL:
-            out.append(Layer(f"{layer.name} (pool before GAP)", "maxpool", layer.in_elems,
-                             layer.in_elems // 4, 0, 0, layer.in_shape, (), {}, synthetic=True))
-        out.append(layer)
-    return out
-
-
 def append_softmax(layers: list[Layer]) -> list[Layer]:
     """Count the softmax the loss applies, when the model ends in logits without one."""
     if not layers or layers[-1].kind == "softmax":
@@ -96,18 +56,20 @@ def generic_labels(layers: list[Layer]) -> None:
         layer.label = f"{layer.kind}{counts[layer.kind]}"
 
 
-def apply(layers: list[Layer], conv: Conventions,
-          label_rows: Callable[[list[Layer]], None] | None = None) -> list[Layer]:
-    """The rows a target costs, in order, labelled (by ``label_rows``, else generically)."""
+def apply(layers: list[Layer], conv: Conventions, label_rows: Callable[[list[Layer]], None] | None = None,
+          row_rules: Sequence[Callable[[list[Layer]], list[Layer]]] = ()) -> list[Layer]:
+    """The rows a target costs, in order, labelled (by ``label_rows``, else generically).
+
+    ``row_rules`` are a target's own rewrites of the row list (e.g. rows a printed table lists
+    that the model does not execute), applied after the general rules, before labelling.
+    """
     rows = [layer.copy() for layer in layers]
     if conv.fuse_bn_relu:
         rows = fuse_bn_relu(rows)
     if conv.append_softmax:
         rows = append_softmax(rows)
-    if conv.pool_before_gap:
-        rows = pool_before_gap(rows)
-    if conv.duplicate_interstage_pools:
-        rows = duplicate_interstage_pools(rows)
+    for rule in row_rules:
+        rows = rule(rows)
     (label_rows or generic_labels)(rows)
     return rows
 

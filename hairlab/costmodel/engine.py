@@ -154,7 +154,7 @@ def estimate(layers: list[Layer], target: Target, *, model: str = "model",
              input_shape: tuple[int, int, int] = (0, 0, 0)) -> Report:
     """Cost every row of ``layers`` on ``target``."""
     conv = target.conventions
-    rows_in = conv_rules.apply(layers, conv, target.label_rows)
+    rows_in = conv_rules.apply(layers, conv, target.label_rows, target.row_rules)
     b, bpe = target.batch_size, target.bytes_per_element
     ins = [r.in_elems * bpe * b for r in rows_in]
     outs = [r.out_elems * bpe * b for r in rows_in]

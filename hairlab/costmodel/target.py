@@ -52,11 +52,6 @@ class Conventions:
     input_location: str = "external"
     #: Count a softmax after the logits when the model has none (the loss applies it).
     append_softmax: bool = True
-    #: The paper lists each max pool between two depthwise-separable stages twice.
-    duplicate_interstage_pools: bool = False
-    #: The paper lists a 2x2 max pool (output a quarter of its input, used by nothing)
-    #: between the last stage and the global average pool.
-    pool_before_gap: bool = False
 
     def validate(self) -> None:
         for key, allowed in (("locality", LOCALITY), ("input_location", INPUT_LOCATION),
@@ -129,6 +124,9 @@ class Target:
     #: Names the report's rows (sets each row's ``label``); None = hairlab's generic labels
     #: (``conv1``, ``bn_relu2``...). A target reproducing a printed table names rows its way.
     label_rows: Callable[[list[Layer]], None] | None = field(default=None, compare=False)
+    #: The target's own rewrites of the row list, applied in order after the general rules
+    #: (e.g. rows a printed table lists that the model never executes).
+    row_rules: tuple[Callable[[list[Layer]], list[Layer]], ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         positive = ("internal_memory", "bus_bandwidth", "matrix_flops", "generic_flops", "bytes_per_element")

@@ -2,9 +2,12 @@
 
 Stated hardware: unbounded external memory, a 1 GB/s bus to 1 MB of internal memory,
 1 TFLOPS of matrix compute, 10 GFLOPS of generic host compute, no overlap, unbatched.
-``faithful`` adds the counting rules the appendix actually follows (each one a flag in
-:class:`~hairlab.costmodel.target.Conventions`; docs/paper-errata.md explains them);
-``corrected`` counts the same hardware correctly.
+``faithful`` adds the counting rules the appendix actually follows (numbers and switches in
+:class:`~hairlab.costmodel.target.Conventions`, plus two row rules of this module: the pools it
+lists twice or adds before GAP; docs/paper-errata.md explains them); ``corrected`` counts the
+same hardware correctly. The appendix's row names (``appendix_labels``) and the printed table
+(``APPENDIX_REFERENCE``, for ``hw-report --compare-reference``) live here too: hairlab's core
+knows no particular target.
 """
 
 from __future__ import annotations
@@ -27,16 +30,15 @@ APPENDIX_TOTAL_S = "0.177"
 APPENDIX_REFERENCE = Reference(table=str(APPENDIX), total_s=APPENDIX_TOTAL_S, title="the paper's appendix",
                                options={"mode": "faithful"})
 _POOL = ("maxpool", "avgpool")
+_CONV = ("conv", "dwconv", "pwconv")
 
 FAITHFUL = Conventions(
     fuse_bn_relu=True, bn_ops=4.0, relu_ops=1.0, pool_ops=1.0, softmax_ops=3.0,
     depthwise_ops="dense", locality="per_map", input_location="auto", append_softmax=True,
-    duplicate_interstage_pools=True, pool_before_gap=True,
 )
 CORRECTED = Conventions(
     fuse_bn_relu=True, bn_ops=2.0, relu_ops=1.0, pool_ops=1.0, softmax_ops=3.0,
     depthwise_ops="grouped", locality="working_set", input_location="external", append_softmax=True,
-    duplicate_interstage_pools=False, pool_before_gap=False,
 )
 
 _KEYS = ["mode", "internal_memory", "bus_bandwidth", "matrix_flops", "generic_flops", "layer_overhead_s",
@@ -70,8 +72,51 @@ def paper2012(**options: Any) -> Target:
         name="paper2012", mode=mode,
         description=f"HairNet paper's 2012 accelerator ({mode})",
         generic_flops=generic, conventions=FAITHFUL if mode == "faithful" else CORRECTED,
-        notes=notes, reference=APPENDIX_REFERENCE, label_rows=appendix_labels, **hw, **common,
+        notes=notes, reference=APPENDIX_REFERENCE, label_rows=appendix_labels,
+        row_rules=(pool_before_gap, duplicate_interstage_pools) if mode == "faithful" else (),
+        **hw, **common,
     )
+
+
+# -- the appendix's own rows (faithful mode): listed, though the network never runs them ----------
+def _neighbour_conv(layers: list[Layer], start: int, step: int) -> str | None:
+    i = start
+    while 0 <= i < len(layers):
+        if layers[i].kind in _CONV:
+            return layers[i].kind
+        if layers[i].kind in _POOL or layers[i].kind == "gap":
+            return None
+        i += step
+    return None
+
+
+def duplicate_interstage_pools(layers: list[Layer]) -> list[Layer]:
+    """The paper's rule: a pool between two depthwise-separable stages is listed twice."""
+    out: list[Layer] = []
+    for i, layer in enumerate(layers):
+        out.append(layer)
+        if layer.kind == "maxpool":
+            before = _neighbour_conv(layers, i - 1, -1)
+            after = _neighbour_conv(layers, i + 1, +1)
+            if before in ("dwconv", "pwconv") and after == "dwconv":
+                out.append(layer.copy(synthetic=True, name=f"{layer.name} (listed twice)"))
+    return out
+
+
+def pool_before_gap(layers: list[Layer]) -> list[Layer]:
+    """The paper's rule: every stage ends in a 2x2 max pool, the last one included.
+
+    The extra pool's output is a quarter of its input (even when the map has an odd side)
+    and nothing reads it: the global average pool still reads the unpooled map.
+    """
+    out: list[Layer] = []
+    for i, layer in enumerate(layers):
+        prev = layers[i - 1] if i else None
+        if layer.kind == "gap" and prev is not None and prev.kind not in _POOL:
+            out.append(Layer(f"{layer.name} (pool before GAP)", "maxpool", layer.in_elems,
+                             layer.in_elems // 4, 0, 0, layer.in_shape, (), {}, synthetic=True))
+        out.append(layer)
+    return out
 
 
 def appendix_labels(layers: list[Layer]) -> None:
