@@ -21,12 +21,7 @@ def build_report(overrides: list[str], host: PluginHost, *,
     from hairlab.models import build_model, model_input_shape
 
     cfg = compose(list(overrides))
-    if cfg.get("hardware") is None:
-        asked = [o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("hardware=")]
-        if asked and asked[-1] not in ("null", ""):  # the group is optional: Hydra skips an unknown option
-            names = ", ".join(host.registry("hardware").names()) or "none"
-            raise HairlabError(f"unknown hardware option '{asked[-1]}'; available: {names} (choose one with "
-                               "hardware=NAME, or install a plugin that provides it)" + host.failure_note("hardware"))
+    if cfg.get("hardware") is None:  # (an unknown hardware=NAME is already an error in compose)
         raise HairlabError("no hardware target configured; add hardware=NAME (see `hairlab list hardware`)")
     if cfg.get("model") is None:
         raise HairlabError("no model configured; add model=NAME (e.g. model=hairnet_imagenet)")
