@@ -111,7 +111,7 @@ def compose(overrides: list[str], config_name: str = CONFIG_NAME) -> Any:
         GlobalHydra.instance().clear()
         with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
             cfg = hydra_compose(config_name=config_name, overrides=final, return_hydra_config=True)
-        check_chosen(cfg, get_host(), dict(cfg.hydra.runtime.choices))
+        check_chosen(cfg, get_host(), list(overrides))
         with open_dict(cfg):
             del cfg["hydra"]
         return cfg

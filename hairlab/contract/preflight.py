@@ -34,30 +34,36 @@ def _node(cfg: Any, key: str) -> Any:
         raise HairlabError(f"{key}: {describe_config_error(exc)}") from None
 
 
-def _choices(cfg: Any) -> dict[str, Any]:
-    """The options Hydra chose per group (``hydra.runtime.choices``), when known."""
+def _task_overrides(cfg: Any) -> list[str]:
+    """The job's command-line overrides (``hydra.overrides.task``), when known."""
     try:
         hydra = cfg.get("hydra") if hasattr(cfg, "get") else None
         if hydra is not None:
-            return dict(hydra.runtime.choices)
+            return [str(o) for o in hydra.overrides.task]
         from hydra.core.hydra_config import HydraConfig
 
-        return dict(HydraConfig.get().runtime.choices)
-    except Exception:  # noqa: BLE001 - outside a Hydra app: nothing chosen by name
-        return {}
+        return [str(o) for o in HydraConfig.get().overrides.task]
+    except Exception:  # noqa: BLE001 - outside a Hydra app: no overrides known
+        return []
 
 
-def check_chosen(cfg: Any, host: PluginHost, choices: dict[str, Any] | None = None) -> None:
-    """A group option Hydra dropped is an unknown entry, not silence.
+def check_chosen(cfg: Any, host: PluginHost, overrides: list[str] | None = None) -> None:
+    """A group option the command line asked for but Hydra dropped is an unknown entry, not silence.
 
-    An ``optional`` default (``- optional hardware: paper2012``) that the command line points at
-    a missing option (``hardware=nope``) leaves the group out without a word.
+    An ``optional`` default (``- optional hardware: paper2012``) that the command line points at a
+    missing option (``hardware=nope``) leaves the group out without a word. The default itself
+    may be missing (its plugin disabled): that is what ``optional`` is for.
     """
-    chosen = _choices(cfg) if choices is None else choices
-    for kind, group in GROUPS.items():
+    for override in _task_overrides(cfg) if overrides is None else overrides:
+        key, sep, value = override.partition("=")
+        group = key.lstrip("+")
+        kind = next((k for k, g in GROUPS.items() if g == group), None)
+        if not sep or kind is None or key.startswith("~") or value in ("", "null"):
+            continue
         present = cfg.get(group) if hasattr(cfg, "get") else None
-        if present is None and chosen.get(group) not in (None, "null"):
-            host.registry(kind).get(str(chosen[group]))
+        if present is None:
+            for name in value.split(","):  # a sweep's list, when checked as a whole
+                host.registry(kind).get(name.strip())
 
 
 def check_config(cfg: Any, host: PluginHost) -> None:
