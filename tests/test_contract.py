@@ -147,10 +147,13 @@ def test_an_optimizer_without_yaml_is_a_config_option() -> None:
                   weight_decay: float = 0.0) -> object:
         return ("lion", lr)
 
+    def make_opaque(params: object, **options: object) -> object:
+        return options
+
     class Plugin:
         @hookimpl
         def hairlab_optimizers(self) -> list[Entry]:
-            return [Entry("lion", make_lion, "Lion")]
+            return [Entry("lion", make_lion, "Lion"), Entry("opaque", make_opaque, "no readable options")]
 
     host = PluginHost()
     host.register(Plugin(), "example", "hairlab-example-plugin", "0.1")
@@ -177,6 +180,9 @@ def test_an_optimizer_without_yaml_is_a_config_option() -> None:
                                            r"\(plugin example, hairlab-example-plugin 0\.1\)\)"):
         contract.build(host, "optimizers", {"name": "lion", "lr": "fast"}, [], where="optimizer")
     assert {"trainer/default", "tracking/mlflow", "tracking/local", "model/schema/convnet"} <= set(store.nodes)
+    assert store.nodes["optimizer/opaque"][0] == {"name": "opaque"}  # selectable; its options go unchecked
+    assert contract.build(host, "optimizers", {"name": "opaque", "anything": 1}, [], where="optimizer") == \
+        {"anything": 1}
 
 
 def test_options_carry_one_line_help_for_listings() -> None:

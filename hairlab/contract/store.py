@@ -150,10 +150,12 @@ def register_schemas(host: PluginHost, store: Any) -> None:
     for kind, group in GROUPS.items():
         for entry in host.registry(kind):
             schema = schema_of(entry, kind)
-            if schema is None:
+            provider = entry.plugin or CORE
+            if schema is None:  # a factory of **options only: selectable, options unchecked (+KEY=VALUE)
+                if not shadowed(group, entry.name):
+                    store.store(group=group, name=entry.name, node={"name": entry.name}, provider=provider)
                 continue
             node = node_class(schema, name=entry.name, label=owner(entry, kind, host))
-            provider = entry.plugin or CORE
             store.store(group=f"{group}/schema", name=entry.name, node=node, provider=provider)
             if not shadowed(group, entry.name):
                 store.store(group=group, name=entry.name, node=node, provider=provider)
