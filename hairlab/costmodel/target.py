@@ -207,12 +207,3 @@ def common_options(options: dict[str, Any]) -> dict[str, Any]:
     if "input_size" in options:
         out["input_size"] = parse_input_size(options.pop("input_size"))
     return out
-
-
-def reject_unknown(target: str, options: dict[str, Any], allowed: list[str]) -> None:
-    """One clear line for a misspelt hardware key."""
-    if options:
-        names = ", ".join(sorted(options))
-        raise HairlabError(
-            f"hardware '{target}' has no option(s) {names}; valid: {', '.join(sorted(allowed))}"
-        )

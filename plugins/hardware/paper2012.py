@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from hairlab.costmodel.layers import Layer
-from hairlab.costmodel.target import Conventions, Reference, Target, common_options, reject_unknown
-from hairlab.errors import HairlabError
+from hairlab.costmodel.target import Conventions, Reference, Target, common_options
 
-MODES = ("faithful", "corrected")
 #: The generic rate the text states (10 GFLOPS) and the one the appendix's times imply.
 STATED_GENERIC_FLOPS = 10e9
 APPENDIX_GENERIC_FLOPS = 1e9
@@ -41,40 +39,29 @@ CORRECTED = Conventions(
     depthwise_ops="grouped", locality="working_set", input_location="external", append_softmax=True,
 )
 
-_KEYS = ["mode", "internal_memory", "bus_bandwidth", "matrix_flops", "generic_flops", "layer_overhead_s",
-         "batch_size", "overlap", "double_buffer", "bytes_per_element", "input_size"]
+def paper2012(*, mode: str, internal_memory: float, bus_bandwidth: float, matrix_flops: float,
+              generic_flops: float | None, layer_overhead_s: float, **report: Any) -> Target:
+    """The target from options already checked against ``Paper2012Options`` (the one definition).
 
-
-def paper2012(**options: Any) -> Target:
-    """Build the target; ``generic_flops`` defaults to what the mode implies."""
-    options = dict(options)
-    mode = str(options.pop("mode", "faithful"))
-    if mode not in MODES:
-        raise HairlabError(f"hardware.mode={mode!r} is unknown for paper2012; choose faithful or corrected")
-    common = common_options(options)
-    hw = {
-        "internal_memory": options.pop("internal_memory", 1e6),
-        "bus_bandwidth": options.pop("bus_bandwidth", 1e9),
-        "matrix_flops": options.pop("matrix_flops", 1e12),
-        "layer_overhead_s": options.pop("layer_overhead_s", 0.0),
-    }
-    generic = options.pop("generic_flops", None)
-    reject_unknown("paper2012", options, _KEYS)
-    if generic is None:
-        generic = APPENDIX_GENERIC_FLOPS if mode == "faithful" else STATED_GENERIC_FLOPS
+    ``generic_flops`` null means what the mode implies; ``report`` are the options every
+    target shares (batch size, overlap, bytes per element, input size).
+    """
+    if generic_flops is None:
+        generic_flops = APPENDIX_GENERIC_FLOPS if mode == "faithful" else STATED_GENERIC_FLOPS
     notes = ("Section 5: 1 GB/s bus, 1 MB internal memory, 1 TFLOPS matrix, 10 GFLOPS generic (stated)",)
     if mode == "faithful":
         notes += ("faithful: the appendix's rules (1 GFLOPS generic, depthwise counted as dense, "
                   "per-map locality, duplicated pools); see docs/paper-errata.md",)
-    hw = {k: _number(k, v) for k, v in hw.items()}
-    generic = _number("generic_flops", generic)
     return Target(
         name="paper2012", mode=mode,
         description=f"HairNet paper's 2012 accelerator ({mode})",
-        generic_flops=generic, conventions=FAITHFUL if mode == "faithful" else CORRECTED,
+        internal_memory=float(internal_memory), bus_bandwidth=float(bus_bandwidth),
+        matrix_flops=float(matrix_flops), generic_flops=float(generic_flops),
+        layer_overhead_s=float(layer_overhead_s),
+        conventions=FAITHFUL if mode == "faithful" else CORRECTED,
         notes=notes, reference=APPENDIX_REFERENCE, label_rows=appendix_labels,
         row_rules=(pool_before_gap, duplicate_interstage_pools) if mode == "faithful" else (),
-        **hw, **common,
+        **common_options(dict(report)),
     )
 
 
@@ -151,8 +138,3 @@ def appendix_labels(layers: list[Layer]) -> None:
                 layer.attrs.get("module") or layer.attrs.get("functional") or kind)
 
 
-def _number(key: str, value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise HairlabError(f"hardware.{key} must be a positive number, got {value!r}") from None
