@@ -2,9 +2,11 @@
 
 A plugin is any module registered under the ``hairlab`` setuptools entry-point group
 (``[project.entry-points.hairlab]`` in its pyproject.toml) whose functions carry
-``@hairlab.hookimpl``. Each kind hook returns a list of :class:`hairlab.registry.Entry`;
-the manager attributes every entry to the plugin that returned it, so a name clash or a
-failing hook is reported against the right package and skipped, never fatal.
+``@hairlab.api.hookimpl``. Each kind hook returns a list of :class:`hairlab.api.Entry`;
+the manager attributes every entry to the plugin that returned it, so a name clash, a
+failing hook or a wrong return type is reported against the right package (once) and
+skipped, never fatal. As in pluggy, a hookimpl may declare fewer arguments than its spec.
+docs/plugins.md is the author's guide.
 
 Factories are called lazily, only when a run asks for the entry, so hooks should be cheap:
 import torch inside the factory, not at the top of the plugin module, to keep
