@@ -13,8 +13,38 @@ from typing import Any
 
 from hairlab.errors import DuplicateEntryError, UnknownEntryError
 
+
+@dataclass(frozen=True)
+class Kind:
+    """What the core knows about one plugin kind: a new kind is a hookspec plus one of these.
+
+    ``word`` names an entry in messages (``dataset 'cifar10' ...``); ``group`` is the config
+    group that selects one entry (None: the kind lives inside another config, as blocks and
+    heads do in ``model``); ``positional`` and ``contract`` are the factory arguments fixed by
+    the call contract (see :mod:`hairlab.hookspecs`), which are therefore not options.
+    """
+
+    name: str
+    word: str
+    group: str | None = None
+    positional: int = 0
+    contract: tuple[str, ...] = ()
+
+
 #: The five plugin kinds, in the order the CLI lists them.
-KINDS: tuple[str, ...] = ("blocks", "heads", "optimizers", "hardware", "datasets")
+KIND_SPECS: tuple[Kind, ...] = (
+    Kind("blocks", "block", None, 2, ("stride",)),
+    Kind("heads", "head", None, 2),
+    Kind("optimizers", "optimizer", "optimizer", 1),
+    Kind("hardware", "hardware", "hardware"),
+    Kind("datasets", "dataset", "dataset"),
+)
+KINDS: tuple[str, ...] = tuple(k.name for k in KIND_SPECS)
+
+
+def kind_spec(kind: str) -> Kind:
+    """The :class:`Kind` called ``kind`` (a kind unknown to the core: a bare one)."""
+    return next((k for k in KIND_SPECS if k.name == kind), Kind(kind, kind))
 
 
 @dataclass(frozen=True)
@@ -74,10 +104,10 @@ class Registry:
         are checked (types, unknown keys, the schema's ranges) and completed with its defaults,
         then the factory is called with ``args``; a failure names the entry and its plugin.
         """
-        from hairlab.contract.entries import KIND_WORD, call, owner, schema_of, split_name
+        from hairlab.contract.entries import call, owner, schema_of, split_name
         from hairlab.contract.schema import check
 
-        where = where or KIND_WORD.get(self.kind, self.kind)
+        where = where or kind_spec(self.kind).word
         name, opts = split_name(node, self.kind, where)
         entry = self.get(name)
         checked = check(schema_of(entry, self.kind), opts, where=where, owner=owner(entry, self.kind))
@@ -86,9 +116,9 @@ class Registry:
     def create(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Build the named entry: ``build({"name": name, **options}, *args)``.
 
-        A block's ``stride`` is part of its call contract, not an option, and passes through.
+        Contract keywords (a block's ``stride``) are not options and pass through.
         """
-        extra = {k: kwargs.pop(k) for k in ("stride",) if self.kind == "blocks" and k in kwargs}
+        extra = {k: kwargs.pop(k) for k in kind_spec(self.kind).contract if k in kwargs}
         return self.build({"name": name, **kwargs}, *args, **extra)
 
     def names(self, pattern: str = "*") -> list[str]:

@@ -14,27 +14,22 @@ from typing import TYPE_CHECKING, Any
 from hairlab.contract.convert import to_dict
 from hairlab.contract.schema import check, derive, instance
 from hairlab.errors import HairlabError
+from hairlab.registry import KIND_SPECS, kind_spec
 
 if TYPE_CHECKING:
     from hairlab.plugin_manager import PluginHost
     from hairlab.registry import Entry
 
-#: How a kind is named in messages, and how many positional factory arguments its call
-#: contract fixes (see :mod:`hairlab.hookspecs`) plus contract keywords that are not options.
-KIND_WORD = {"blocks": "block", "heads": "head", "optimizers": "optimizer", "hardware": "hardware",
-             "datasets": "dataset"}
-_CONTRACT = {"blocks": (2, ("stride",)), "heads": (2, ()), "optimizers": (1, ()), "hardware": (0, ()),
-             "datasets": (0, ())}
 #: Config group of each top-level kind (blocks and heads live inside ``model``).
-GROUPS = {"optimizers": "optimizer", "datasets": "dataset", "hardware": "hardware"}
+GROUPS = {k.name: k.group for k in KIND_SPECS if k.group is not None}
 
 
 def schema_of(entry: Entry, kind: str) -> type | None:
     """The entry's schema, or one read from its factory's keyword parameters."""
     if entry.schema is not None:
         return entry.schema
-    skip, names = _CONTRACT.get(kind, (0, ()))
-    return derive(entry.factory, skip, names)
+    spec = kind_spec(kind)
+    return derive(entry.factory, spec.positional, spec.contract)
 
 
 def owner(entry: Entry, kind: str, host: PluginHost | None = None) -> str:
@@ -47,7 +42,7 @@ def owner(entry: Entry, kind: str, host: PluginHost | None = None) -> str:
         if record is not None:
             dist, version = record.distribution, record.version
     where = f"plugin {plugin}" + (f", {dist} {version}".rstrip() if dist else "")
-    return f"{KIND_WORD.get(kind, kind)} '{entry.name}' ({where})"
+    return f"{kind_spec(kind).word} '{entry.name}' ({where})"
 
 
 def split_name(node: Any, kind: str, where: str) -> tuple[str, dict[str, Any]]:
@@ -57,7 +52,7 @@ def split_name(node: Any, kind: str, where: str) -> tuple[str, dict[str, Any]]:
     opts = to_dict(node)
     name = opts.pop("name", None)
     if not name:
-        word = KIND_WORD.get(kind, kind)
+        word = kind_spec(kind).word
         group = GROUPS.get(kind)
         how = f"choose one with {group}=NAME" if group and where == group else f"set {where}.name=NAME"
         raise HairlabError(f"{where}.name is missing; {how} (see `hairlab list {kind}`) [{word}]")
