@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# This directory is a package, so this module is `faults.conftest` and never replaces the
+# `conftest` that tests/*.py import from; the suite's modules still just `import faultkit`.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 from faultkit import Hairlab
 
 
