@@ -264,3 +264,18 @@ def test_the_training_docs_list_exactly_the_trainer_schema() -> None:
 
     for name, default in fields.items():
         assert same(documented[name], default), f"{name}: docs say {documented[name]}, the schema {default!r}"
+
+
+def test_the_whole_config_check_imports_neither_torch_nor_mlflow(tmp_path: Path) -> None:
+    """The check is cheap enough to run before every job and every sweep."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from hairlab.hydra_app import compose\n"
+            "from hairlab.contract import check_config\n"
+            "from hairlab.plugin_manager import get_host\n"
+            "check_config(compose(['+experiment=cifar_fast']), get_host())\n"
+            "print(sorted(m for m in ('torch', 'mlflow') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
