@@ -183,3 +183,22 @@ def test_compare_after_kill_9_shows_the_run_killed(workdir: Path, reap: list[fk.
     run = fk.client(fk.sqlite_uri(workdir)).get_run(run_id)
     assert run.info.status == "KILLED" and run.data.tags["hairlab.reconciled"] == "process gone"
     fk.assert_metric_logged(fk.sqlite_uri(workdir), run_id, "train/loss")
+
+
+def test_compare_reads_a_read_only_store(workdir: Path) -> None:
+    """Looking is not writing: ``compare`` reads a store this user cannot write (and reconciles nothing)."""
+    prefix = _plain_user()
+    uri = _make_store(workdir)
+    c = fk.client(uri)
+    run = c.create_run(c.get_experiment_by_name("hairlab").experiment_id, run_name="archived")
+    c.log_metric(run.info.run_id, "val/acc", 0.5, step=1)
+    c.set_terminated(run.info.run_id)
+    (workdir / "mlflow.db").chmod(0o444)
+    workdir.chmod(0o555)
+    try:
+        res = subprocess.run([*prefix, sys.executable, "-m", "hairlab", "compare", "-f", "csv"], cwd=workdir,
+                             env=fk.child_env(), capture_output=True, text=True, timeout=120)
+    finally:
+        workdir.chmod(0o755)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "archived" in res.stdout and "0.5" in res.stdout
