@@ -279,3 +279,29 @@ def test_the_whole_config_check_imports_neither_torch_nor_mlflow(tmp_path: Path)
             "print(sorted(m for m in ('torch', 'mlflow') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_a_required_option_left_unset_is_named() -> None:
+    """A schema field without default is ``???`` in the stored node; unset, it is one line, not a value."""
+    from dataclasses import dataclass
+
+    from hairlab import hookimpl
+    from hairlab.registry import Entry
+
+    @dataclass
+    class NpzOptions:
+        path: str = contract.opt(help="the .npz file")
+        num_classes: int = contract.opt(10, "classes")
+
+    class Plugin:
+        @hookimpl
+        def hairlab_datasets(self) -> list[Entry]:
+            return [Entry("npz_images", lambda **o: o, "npz", NpzOptions)]
+
+    host = PluginHost()
+    host.register(Plugin(), "mobilenet", "hairlab-mobilenet", "0.1")
+    host.collect()
+    with pytest.raises(HairlabError, match=r"^dataset\.path is required by dataset 'npz_images' \(plugin mobilenet"):
+        contract.validate(host, "datasets", {"name": "npz_images", "path": "???"}, where="dataset")
+    assert contract.build(host, "datasets", {"name": "npz_images", "path": "a.npz"}, where="dataset") == \
+        {"path": "a.npz", "num_classes": 10}

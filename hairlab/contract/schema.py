@@ -130,7 +130,8 @@ def check(schema: type | None, options: Mapping[str, Any], *, where: str, owner:
     (``optimizer 'adam' (plugin optim, hairlab 0.1)``). Without a schema the options pass
     through unchanged.
     """
-    opts = dict(options)
+    # OmegaConf's "???" (a required option nobody set) counts as not given
+    opts = {k: v for k, v in options.items() if not (isinstance(v, str) and v == "???")}
     if schema is None or not dataclasses.is_dataclass(schema):
         return opts
     tps = hints(schema)
