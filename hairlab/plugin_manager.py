@@ -127,7 +127,13 @@ class PluginHost:
         print(f"hairlab: warning: {message}", file=sys.stderr)
 
     def register(self, plugin: Any, name: str, distribution: str = "", version: str = "") -> None:
-        """Register an in-process plugin object (tests, notebooks)."""
+        """Register an in-process plugin object (tests, notebooks).
+
+        A name already taken (e.g. by the installed copy of the same plugin) is a ``ValueError``:
+        check ``name in host.records`` first, as docs/plugins.md shows.
+        """
+        if name in self.records:
+            raise ValueError(f"plugin name '{name}' is already registered (from {self.records[name].module})")
         module = getattr(plugin, "__name__", type(plugin).__name__)
         record = PluginRecord(name=name, module=module, distribution=distribution, version=version)
         self.records[name] = record

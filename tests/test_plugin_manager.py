@@ -206,3 +206,10 @@ def test_autoload_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
         assert all(len(host.registry(k)) == 0 for k in KINDS)
     finally:
         plugin_manager.reset()
+
+
+def test_registering_a_taken_name_is_refused_not_clobbered() -> None:
+    host = _host(("p", _plugin(hairlab_optimizers=lambda: [Entry("adam", print, "a")])))
+    with pytest.raises(ValueError, match="plugin name 'p' is already registered"):
+        host.register(_plugin(hairlab_optimizers=lambda: []), name="p")
+    assert host.records["p"].status == "ok" and "adam" in host.registry("optimizers")

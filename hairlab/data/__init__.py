@@ -6,7 +6,10 @@ training) augmented. Small-image datasets hold each split in memory as one uint8
 augment per batch on the device, which is what makes CPU training fast
 (:class:`hairlab.data.tensor.TensorDataModule`).
 
-Shared machinery lives in small modules beside this one: ``paths`` (root and cache
+A plugin's DataModule can subclass :class:`hairlab.data.base.BaseDataModule` (``hairlab.api``),
+which gives the parts every dataset shares: the split rule, normalization statistics, the
+drop-last rule and ``info()``. Shared machinery lives in small modules beside this one:
+``base``, ``paths`` (root and cache
 resolution), ``cache`` (checksums, atomic files, archive extraction), ``images`` (decoding
 image trees and tarballs into uint8 tensors), ``augment`` (crop/flip/normalize on tensors),
 ``tensor`` (the in-memory DataModule) and ``stream`` (a DataLoader-backed DataModule for
