@@ -82,10 +82,12 @@ def _check_config(cfg: Any, host: Any) -> None:
 def _run(job: Any, cfg: Any, host: Any) -> Any:
     from hairlab.tracking.context import JobContext
     from hairlab.tracking.rundir import claim
+    from hairlab.training.distributed import world_from_env
 
     ctx = JobContext.from_hydra()
-    # a single run's directory is this run's alone (a sweep's jobs live in its claimed dir)
-    lock = None if ctx.multirun else claim(ctx.job_dir, "run", "hydra.run.dir")
+    # a single run's directory is this run's alone (a sweep's jobs live in its claimed dir);
+    # under torchrun the ranks share it, rank 0 holds it
+    lock = None if ctx.multirun or not world_from_env().main else claim(ctx.job_dir, "run", "hydra.run.dir")
     try:
         return _tracked(job, cfg, host, prepare(cfg, ctx))
     finally:
@@ -161,6 +163,7 @@ def prepare(cfg: Any, ctx: Any) -> Prepared:
     from hairlab.tracking import identity, resume
     from hairlab.tracking.factory import tracking_settings
     from hairlab.training import checkpoint as ckpt
+    from hairlab.training.distributed import world_from_env
 
     settings = tracking_settings(cfg)
     (ctx.job_dir / resume.REUSED_FILE).unlink(missing_ok=True)  # left by an earlier sweep in this dir
@@ -169,7 +172,8 @@ def prepare(cfg: Any, ctx: Any) -> Prepared:
     checkpoints = checkpoint_dir(cfg, ctx.job_dir)
     tags = {identity.TAG: key, resume.CHECKPOINT_DIR_TAG: str(checkpoints)}
 
-    if settings["backend"] == "mlflow":
+    world = world_from_env()
+    if settings["backend"] == "mlflow" and world.main:  # the ranks of torchrun other than 0 own no run
         from hairlab.tracking import reconcile
         from hairlab.tracking.factory import locate
 
@@ -177,7 +181,9 @@ def prepare(cfg: Any, ctx: Any) -> Prepared:
         stale = float(settings.get("stale_after_s", 600.0))
         if where.sweep is None:  # a sweep reconciles once, at its start
             reconcile.safely(where.client, [where.experiment_id], stale_after_s=stale)
-        if settings.get("resume"):
+        if settings.get("resume") and world.size > 1:
+            log.warning("tracking.resume is ignored under torchrun (every rank must make the same decision)")
+        elif settings.get("resume"):
             decision = resume.decide(where.client, where.experiment_id, key)
             if decision.finished is not None:
                 return Prepared(tags, _reuse(where, ctx, decision.finished, key))
