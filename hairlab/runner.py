@@ -2,7 +2,10 @@
 
 It dispatches on ``cfg.task`` to a job function, hands it a tracker, and makes sure the
 tracker is closed with the right status whatever happens, so no result is ever lost:
-FINISHED, FAILED (with the error tagged and its traceback kept), or KILLED on Ctrl-C. A
+FINISHED, FAILED (with the error tagged and its traceback kept), or KILLED on Ctrl-C or
+SIGTERM (:mod:`hairlab.tracking.interrupts`; the process then exits 130 / 143). Before the
+run exists it checks the config, computes the job key and, with ``tracking.resume=true``,
+decides whether the job is skipped, resumed or trained (:mod:`hairlab.tracking.resume`). A
 diverged training (:class:`~hairlab.errors.TrainingDiverged`) is a result, not a crash: the
 run is FINISHED and tagged ``diverged=true`` with ``diverged_step``.
 
