@@ -129,8 +129,9 @@ def check_sweep(config: Any, host: PluginHost) -> None:
         return
     name = config.hydra.job.get("config_name") or "config"
     hydra_overrides = [o for o in config.hydra.overrides.hydra if o.split("=", 1)[0].startswith("hydra.searchpath")]
+    common = set(jobs[0]).intersection(*jobs[1:]) if len(jobs) > 1 else set()
     for i, overrides in enumerate(jobs):
-        label = " ".join(overrides) or "no overrides"
+        label = " ".join(o for o in overrides if o not in common) or " ".join(overrides) or "no overrides"
         try:
             job_cfg = compose(config_name=name, overrides=[*hydra_overrides, *overrides], return_hydra_config=True)
             check_config(job_cfg, host)
