@@ -34,9 +34,7 @@ def schema_of(entry: Entry, kind: str) -> type | None:
 
 def owner(entry: Entry, kind: str, host: PluginHost | None = None) -> str:
     """``optimizer 'adam' (plugin optim, hairlab 0.1.0)``: the entry and who provides it."""
-    plugin = getattr(entry, "plugin", "") or "?"
-    dist = getattr(entry, "distribution", "")
-    version = getattr(entry, "version", "")
+    plugin, dist, version = entry.plugin or "?", entry.distribution, entry.version
     if not dist and host is not None:
         record = host.records.get(plugin)
         if record is not None:
@@ -52,10 +50,9 @@ def split_name(node: Any, kind: str, where: str) -> tuple[str, dict[str, Any]]:
     opts = to_dict(node)
     name = opts.pop("name", None)
     if not name:
-        word = kind_spec(kind).word
         group = GROUPS.get(kind)
         how = f"choose one with {group}=NAME" if group and where == group else f"set {where}.name=NAME"
-        raise HairlabError(f"{where}.name is missing; {how} (see `hairlab list {kind}`) [{word}]")
+        raise HairlabError(f"{where}.name is missing; {how} (see `hairlab list {kind}`)")
     return str(name), opts
 
 
