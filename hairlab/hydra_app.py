@@ -224,12 +224,24 @@ def _describe_missing(err: Any) -> str:
         if m:
             options = [o.strip() for o in m.group(1).splitlines() if o.strip()]
     if group:
-        listed = ", ".join(options) if options else "none"
+        listed = ", ".join(o for o in options if "/" not in o) if options else "none"
         return (
-            f"unknown {group} option '{option}'; available: {listed} "
-            f"(choose one with {group}=NAME, or install a plugin that provides it)"
+            f"unknown {group} option '{option}'; available: {listed or 'none'} "
+            f"(choose one with {group}=NAME, or install a plugin that provides it){_failure_note(group)}"
         )
     return f"config '{missing}' not found (check the name, or `hairlab run --info searchpath`)"
+
+
+def _failure_note(group: str) -> str:
+    """``; note: plugin 'x' failed to load (hairlab plugins)`` when one did: it may own the option."""
+    try:
+        from hairlab.contract.entries import GROUPS
+        from hairlab.plugin_manager import get_host
+
+        kind = next((k for k, g in GROUPS.items() if g == group), None)
+        return str(get_host().failure_note(kind))
+    except Exception:  # noqa: BLE001 - a note must never hide the error it annotates
+        return ""
 
 
 def describe_omegaconf_error(err: Any) -> str:

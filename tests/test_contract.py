@@ -305,3 +305,28 @@ def test_a_required_option_left_unset_is_named() -> None:
         contract.validate(host, "datasets", {"name": "npz_images", "path": "???"}, where="dataset")
     assert contract.build(host, "datasets", {"name": "npz_images", "path": "a.npz"}, where="dataset") == \
         {"path": "a.npz", "num_classes": 10}
+
+
+def test_a_factory_that_exits_is_a_failed_build_not_the_end_of_hairlab() -> None:
+    from hairlab import hookimpl
+    from hairlab.registry import Entry
+
+    def exits(params: object) -> object:
+        raise SystemExit(0)
+
+    def interrupted(params: object) -> object:
+        raise KeyboardInterrupt
+
+    class Plugin:
+        @hookimpl
+        def hairlab_optimizers(self) -> list[Entry]:
+            return [Entry("exits", exits, "x"), Entry("interrupted", interrupted, "x")]
+
+    host = PluginHost()
+    host.register(Plugin(), "rude", "hairlab-rude", "1.0")
+    host.collect()
+    with pytest.raises(HairlabError, match=r"^optimizer 'exits' \(plugin rude, hairlab-rude 1\.0\) failed to build: "
+                                           r"SystemExit: 0$"):
+        contract.build(host, "optimizers", {"name": "exits"}, [], where="optimizer")
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C (and SIGTERM, delivered as one) still stops the run
+        contract.build(host, "optimizers", {"name": "interrupted"}, [], where="optimizer")

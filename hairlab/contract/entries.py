@@ -82,9 +82,9 @@ def call(entry: Entry, kind: str, opts: Mapping[str, Any], *args: Any, host: Plu
     """The factory call of :func:`build`, for options already validated (a block built N times)."""
     try:
         return entry.factory(*args, **extra, **opts)
-    except HairlabError:
+    except (HairlabError, KeyboardInterrupt):  # worded for users already; Ctrl-C and signals pass
         raise
-    except Exception as exc:
+    except BaseException as exc:  # even SystemExit: a broken plugin cannot end hairlab
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise HairlabError(f"{owner(entry, kind, host)} failed to build: {type(exc).__name__}"
                            f"{': ' + text if text else ''}") from exc
