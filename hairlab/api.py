@@ -9,7 +9,9 @@ where hairlab keeps things inside (docs/plugins.md walks through each kind):
   user, exit status 2);
 - datasets: the :class:`DataModule` protocol, :class:`BaseDataModule` (splits, statistics, the
   drop-last rule, ``info()``) and :class:`TensorDataModule` (all of it for data held in memory);
-- hardware targets: :class:`Target`, :class:`Conventions`, :class:`Reference`, :class:`Layer`;
+- hardware targets: :class:`Target`, :class:`TargetOptions` (the report options every target
+  takes, to extend) with :func:`common_options` and :func:`require_positive`,
+  :class:`Conventions`, :class:`Reference`, :class:`Layer`;
 - testing: :class:`PluginHost` (register your plugin, ``collect()``, then build through it) and
   :func:`build_model`.
 
@@ -25,7 +27,7 @@ from hairlab import hookimpl
 from hairlab.contract.entries import validate
 from hairlab.contract.schema import opt
 from hairlab.costmodel.layers import Layer
-from hairlab.costmodel.target import Conventions, Reference, Target
+from hairlab.costmodel.target import Conventions, Reference, Target, TargetOptions, common_options, require_positive
 from hairlab.data import DataModule
 from hairlab.data.base import BaseDataModule
 from hairlab.errors import HairlabError
@@ -46,10 +48,13 @@ __all__ = [
     "PluginHost",
     "Reference",
     "Target",
+    "TargetOptions",
     "TensorDataModule",
     "build_model",
+    "common_options",
     "hookimpl",
     "opt",
+    "require_positive",
     "validate",
 ]
 

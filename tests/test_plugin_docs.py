@@ -50,8 +50,9 @@ def test_worked_hardware_target() -> None:
     from hairlab.costmodel.layers import extract_layers
 
     host = host_with(example("hardware"), "edge")
-    target = host.build("hardware", {"name": "edge_npu", "batch_size": 2}, where="hardware")
+    target = host.build("hardware", {"name": "edge_npu", "batch_size": 2, "input_size": 16}, where="hardware")
     assert target.name == "edge_npu" and target.batch_size == 2 and target.overlap
+    assert target.bytes_per_element == 1 and target.input_size == (3, 16, 16)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
                                 torch.nn.Conv2d(8, 8, 3, padding=1, groups=8), torch.nn.AdaptiveAvgPool2d(1),
                                 torch.nn.Flatten(), torch.nn.Linear(8, 10))

@@ -65,43 +65,14 @@ def resolve_targets(cfg: Any, host: PluginHost) -> dict[str, Any]:
 
 
 def target_defaults(name: str, host: PluginHost | None = None) -> dict[str, Any]:
-    """The default config of target ``name``: ``hardware/<name>.yaml`` on the config path.
+    """The default config of target ``name``: its entry's schema defaults, filled by the build path.
 
-    Read directly (hairlab's config package, then plugins' search-path entries) rather than
-    through Hydra's compose, which would reset a Hydra app already running (a training job).
+    A name in ``hw_targets`` is an entry; to report on a preset or with overrides, select it as
+    the ``hardware`` group (``hw_targets: auto`` uses the composed node). Nothing is composed
+    here, which would reset a Hydra app already running (a training job).
     """
-    from importlib import resources
-    from pathlib import Path
-
-    from omegaconf import OmegaConf
-
-    from hairlab.hydra_app import CONFIG_MODULE
-
-    candidates: list[Path] = []
-    for entry in [f"pkg://{CONFIG_MODULE}", *_host(host).searchpath()]:
-        try:
-            if entry.startswith("pkg://"):
-                base = Path(str(resources.files(entry[len("pkg://"):].replace("/", "."))))
-            elif entry.startswith("file://"):
-                base = Path(entry[len("file://"):])
-            else:
-                continue
-        except (ModuleNotFoundError, TypeError, ValueError):
-            continue
-        candidates.append(base / "hardware" / f"{name}.yaml")
-    for path in candidates:
-        if path.is_file():
-            from hairlab.contract import to_dict
-
-            node = OmegaConf.load(path)
-            try:
-                data = to_dict(node)
-            except Exception:  # noqa: BLE001 - interpolations into other groups: keep raw values
-                data = to_dict(node, resolve=False)
-            data.pop("defaults", None)
-            data["name"] = name
-            return data
-    return {"name": name}
+    _host(host).registry("hardware").get(str(name))  # an unknown name: one line, alternatives listed
+    return {"name": str(name)}
 
 
 def latency_metrics(model: Any, input_shape: tuple[int, ...], targets: list[str] | Mapping[str, Any],

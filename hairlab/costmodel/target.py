@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional, Union
 
+from hairlab.contract.schema import opt
 from hairlab.errors import HairlabError
 
 if TYPE_CHECKING:
@@ -63,6 +64,35 @@ class Conventions:
             value = getattr(self, f.name)
             if f.type in ("float",) and (not isinstance(value, (int, float)) or value < 0):
                 raise HairlabError(f"hardware.{f.name} must be a number >= 0, got {value!r}")
+
+
+def require_positive(options: Any, keys: tuple[str, ...], *, nullable: bool = False) -> None:
+    """For a schema's ``__post_init__``: each of ``keys`` is a finite number > 0 (or None if ``nullable``)."""
+    for key in keys:
+        value = getattr(options, key)
+        if value is None and nullable:
+            continue
+        if value is None or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{key}={value}: expected a number > 0{' or null' if nullable else ''}")
+
+
+@dataclass
+class TargetOptions:
+    """The report options every target accepts: extend it with a target's own (docs/plugins.md).
+
+    The factory passes them on to :class:`Target` with :func:`common_options`.
+    """
+
+    batch_size: int = opt(1, "images per inference; latencies are reported per image")
+    overlap: bool = opt(False, "time = max(transfer, compute) per layer (double-buffered maps) instead of the sum")
+    double_buffer: Optional[bool] = opt(None, "null = same as overlap (halves the internal memory usable for maps)")
+    bytes_per_element: float = opt(4, "bytes of one activation or weight")
+    input_size: Optional[Union[int, list[int]]] = opt(None, "null = the model's input_shape; or H, [H, W], [C, H, W]")
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size}: expected an integer >= 1")
+        require_positive(self, ("bytes_per_element",))
 
 
 @dataclass(frozen=True)
