@@ -194,3 +194,9 @@ def test_killed_sweep_resumes_on_a_postgresql_server(postgres: str, tmp_path: Pa
         assert killed and all(r.info.status == "KILLED" and r.data.tags.get("hairlab.reconciled") for r in killed), \
             fk.describe(killed)
         assert first_parent.info.status in ("KILLED", "FAILED"), fk.describe([first_parent])
+    # and it all lives in PostgreSQL itself
+    import psycopg
+
+    with psycopg.connect(postgres) as conn:
+        statuses = dict(conn.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall())
+    assert statuses.get("RUNNING", 0) == 0 and sum(statuses.values()) == len(runs), statuses
