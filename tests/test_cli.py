@@ -177,3 +177,12 @@ def test_training_runs_with_the_hardware_plugin_disabled(tmp_path: Path) -> None
     metrics = list(tmp_path.glob("outputs/*/*/metrics.jsonl"))
     assert metrics and "train/loss" in metrics[0].read_text()
     assert "hw/" not in metrics[0].read_text()
+
+
+def test_misspelt_disabled_plugin_is_one_warning_line(tmp_path: Path) -> None:
+    res = run_cli(["list", "optimizers", "--format", "csv"], cwd=tmp_path, env={"HAIRLAB_DISABLE_PLUGINS": "optm"})
+    assert res.returncode == 0 and "adam" in res.stdout, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hairlab: warning: $HAIRLAB_DISABLE_PLUGINS names no installed "
+                                                   "plugin: optm"), res.stderr
+    assert "datasets, hairnet, hardware, optim" in lines[0]
