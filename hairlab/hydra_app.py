@@ -40,17 +40,16 @@ def _prepare_overrides(args: list[str]) -> list[str]:
 
     host = get_host()
     store = ConfigStore.instance()
-    register_schemas(host, store)  # every entry's schema is its group's option: no YAML needed
+    users = [item for arg in args for item in _user_searchpath(arg)]
+    register_schemas(host, store, users)  # every entry's schema is its group's option: no YAML needed
     host.configure_store(store)
     extra = host.searchpath()
     if not extra:
         return list(args)
     out, merged = [], False
     for arg in args:
-        key = arg.split("=", 1)[0].lstrip("+~")
-        if key == "hydra.searchpath" and "=" in arg:
-            user = arg.split("=", 1)[1].strip().strip("[]")
-            items = [s.strip() for s in user.split(",") if s.strip()]
+        items = _user_searchpath(arg)
+        if arg.split("=", 1)[0].lstrip("+~") == "hydra.searchpath" and "=" in arg:
             out.append(f"hydra.searchpath=[{','.join(items + extra)}]")
             merged = True
         else:
@@ -58,6 +57,14 @@ def _prepare_overrides(args: list[str]) -> list[str]:
     if not merged:
         out.append(f"hydra.searchpath=[{','.join(extra)}]")
     return out
+
+
+def _user_searchpath(arg: str) -> list[str]:
+    """The entries of a ``hydra.searchpath=[...]`` override (none for any other argument)."""
+    key, sep, value = arg.partition("=")
+    if key.lstrip("+~") != "hydra.searchpath" or not sep:
+        return []
+    return [s.strip() for s in value.strip().strip("[]").split(",") if s.strip()]
 
 
 def _split_hydra_args(argv: list[str]) -> tuple[list[str], list[str]]:

@@ -330,3 +330,27 @@ def test_a_factory_that_exits_is_a_failed_build_not_the_end_of_hairlab() -> None
         contract.build(host, "optimizers", {"name": "exits"}, [], where="optimizer")
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C (and SIGTERM, delivered as one) still stops the run
         contract.build(host, "optimizers", {"name": "interrupted"}, [], where="optimizer")
+
+
+def test_a_yaml_preset_extends_a_schema_and_a_same_named_yaml_replaces_it(tmp_path: Path) -> None:
+    """`schema/<name>@_here_` gives a preset the schema's keys and types; no Hydra schema-matching warning."""
+    import warnings
+
+    from omegaconf import OmegaConf
+
+    from hairlab.hydra_app import compose
+
+    (tmp_path / "optimizer").mkdir()
+    (tmp_path / "optimizer" / "fast_adam.yaml").write_text("defaults:\n  - schema/adam@_here_\n  - _self_\nlr: 0.01\n")
+    (tmp_path / "optimizer" / "sgd.yaml").write_text("defaults:\n  - schema/sgd@_here_\n  - _self_\nlr: 0.3\n")
+    search = f"hydra.searchpath=[file://{tmp_path}]"
+    fast = OmegaConf.to_container(compose(["optimizer=fast_adam", search]).optimizer)
+    assert fast == {"name": "adam", "lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
+                    "decoupled": False}
+    with pytest.raises(HairlabError, match=r"optimizer\.typo is not an option of optimizer 'adam'"):
+        compose(["optimizer=fast_adam", "optimizer.typo=1", search])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Hydra's deprecated automatic schema matching would warn
+        sgd = compose(["optimizer=sgd", search]).optimizer
+    assert (sgd.name, sgd.lr, sgd.momentum) == ("sgd", 0.3, 0.9)
+    assert compose(["optimizer=sgd"]).optimizer.lr == 0.1  # the schema node is back without the YAML

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
@@ -114,14 +115,14 @@ def _omega_type(name: str, tp: Any, spec: Any) -> Any:
     return tp if _accepted(dataclasses.make_dataclass("Probe", [(name, tp, spec)])) else Any
 
 
-def search_dirs(host: PluginHost) -> list[Path]:
-    """The directories of the config search path (hairlab's tree, then plugins')."""
+def search_dirs(host: PluginHost, extra: Sequence[str] = ()) -> list[Path]:
+    """The directories of the config search path (hairlab's tree, plugins', the user's)."""
     from importlib import resources
 
     from hairlab.hydra_app import CONFIG_MODULE
 
     out = []
-    for entry in [f"pkg://{CONFIG_MODULE}", *host.searchpath()]:
+    for entry in [f"pkg://{CONFIG_MODULE}", *host.searchpath(), *extra]:
         try:
             if entry.startswith("pkg://"):
                 out.append(Path(str(resources.files(entry[len("pkg://"):].replace("/", ".")))))
@@ -132,7 +133,7 @@ def search_dirs(host: PluginHost) -> list[Path]:
     return out
 
 
-def register_schemas(host: PluginHost, store: Any) -> None:
+def register_schemas(host: PluginHost, store: Any, searchpath: list[str] | None = None) -> None:
     """Store every entry's schema node, and the core's model, trainer and tracking nodes.
 
     ``model/schema/convnet`` is the builder's :class:`~hairlab.models.config.ModelConfig`: a model
@@ -142,7 +143,7 @@ def register_schemas(host: PluginHost, store: Any) -> None:
     from hairlab.tracking.settings import TrackingConfig
     from hairlab.training.config import EngineConfig
 
-    dirs = search_dirs(host)
+    dirs = search_dirs(host, list(searchpath or []))
 
     def shadowed(group: str, name: str) -> bool:
         return any((d / group / f"{name}.yaml").is_file() for d in dirs)
@@ -159,6 +160,8 @@ def register_schemas(host: PluginHost, store: Any) -> None:
             store.store(group=f"{group}/schema", name=entry.name, node=node, provider=provider)
             if not shadowed(group, entry.name):
                 store.store(group=group, name=entry.name, node=node, provider=provider)
+            else:  # a YAML of that name is the option now (it should extend schema/<name>)
+                _forget(store, group, entry.name)
     from hairlab.models.config import ModelConfig
 
     store.store(group="model/schema", name="convnet",
@@ -169,6 +172,16 @@ def register_schemas(host: PluginHost, store: Any) -> None:
         node = node_class(TrackingConfig, name=None, label="tracking settings of hairlab",
                           defaults={"backend": backend})
         store.store(group="tracking", name=backend, node=node, provider=CORE)
+
+
+def _forget(store: Any, group: str, name: str) -> None:
+    """Drop a node stored by an earlier registration (another search path, same process)."""
+    repo = getattr(store, "repo", None)
+    node = repo
+    for part in group.split("/"):
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(f"{name}.yaml", None)
 
 
 def owner_label(object_type: Any) -> str | None:
