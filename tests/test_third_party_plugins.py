@@ -59,6 +59,11 @@ def test_a_plugin_exiting_at_import_cannot_end_a_command(plugin_env: Path, tmp_p
     line = res.stderr.strip().splitlines()[-1]
     assert "unknown hardware entry 'mobile_npu'" in line, res.stderr
     assert "plugins 'broken_hook', 'broken_import', 'exits_at_import' failed to load (hairlab plugins)" in line
+    # The same for a config option (a model preset) the failed plugins might have shipped.
+    res = run_cli(["run", "model=mobilenet_v1_cifar"], cwd=tmp_path, python=str(plugin_env))
+    line = res.stderr.strip().splitlines()[-1]
+    assert res.returncode == 2 and line.startswith("hairlab: unknown model option 'mobilenet_v1_cifar'; available: ")
+    assert line.endswith("; note: plugins 'broken_import', 'exits_at_import' failed to load (hairlab plugins)"), line
 
 
 def test_the_example_plugins_own_tests_pass(plugin_env: Path, tmp_path: Path) -> None:
