@@ -86,6 +86,7 @@ def train_job(cfg: Any, tracker: Any, host: PluginHost) -> dict[str, Any]:
     from hairlab.training.progress import EpochProgress
     from hairlab.training.runtime import default_threads, resolve_device, seed_everything, set_threads
 
+    contract.check_config(cfg, host)  # the runner did already; a direct caller gets it too, before any data
     ecfg = contract.settings(EngineConfig, cfg.get("trainer"), where="trainer")
     seed = int(cfg.get("seed", 0))
     threads = set_threads(ecfg.threads if ecfg.threads is not None else default_threads())
