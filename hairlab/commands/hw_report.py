@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Any
 from hairlab.errors import HairlabError
 
 if TYPE_CHECKING:
+    from hairlab.costmodel.engine import Report
     from hairlab.plugin_manager import PluginHost
 
 
 def build_report(overrides: list[str], host: PluginHost, *,
-                 compare_reference: bool = False) -> tuple[Any, Any, Any]:
+                 compare_reference: bool = False) -> tuple[Report, Any, Any]:
     """Compose the config, build model and target, extract and cost: ``(report, model, cfg)``."""
     from hairlab.costmodel.api import target_from_config
     from hairlab.costmodel.engine import estimate
@@ -73,9 +74,9 @@ def hw_report(overrides: list[str], host: PluginHost, *, fmt: str = "table", out
         from hairlab.costmodel.roofline import plot_roofline
 
         console.print(f"wrote roofline chart {plot_roofline(report, plot)}", style="dim")
-    if compare_reference:
+    ref = report.target.reference
+    if compare_reference and ref is not None:  # build_report refused a target without one
         from hairlab.costmodel.compare import load_reference, side_by_side
 
-        ref = report.target.reference
         pairs = side_by_side(report, load_reference(ref.table))
         render.print_comparison(report, pairs, ref.total_s, console, title=ref.title)

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hairlab.plugin_manager import PluginHost
+    from hairlab.tracking.base import Tracker
 
 
-def profile_job(cfg: Any, tracker: Any, host: PluginHost | None = None) -> dict[str, float]:
+def profile_job(cfg: Any, tracker: Tracker, host: PluginHost | None = None) -> dict[str, float]:
     """Cost the configured model on the configured targets; returns the metrics logged."""
     from hairlab.costmodel.api import _host, report_metrics, resolve_targets, target_defaults, target_from_config
     from hairlab.costmodel.engine import estimate
