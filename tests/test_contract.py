@@ -69,7 +69,8 @@ BAD = [
     (["optimizer=sgd", "optimizer.momentum=-1"], ["optimizer.momentum=-1.0: expected a number >= 0",
                                                   "optimizer 'sgd'"]),
     (["tracking.heartbeat_s=0"], ["tracking.heartbeat_s"]),
-    (["hardware=nope"], ["unknown hardware entry 'nope'; available: "]),  # an `optional` default drops it silently
+    (["hardware=nope"], ["unknown hardware entry 'nope'; available: "]),
+    (["seed=abc"], ["seed='abc': expected int"]),  # an `optional` default drops it silently
 ]
 
 

@@ -88,6 +88,9 @@ def check_config(cfg: Any, host: PluginHost) -> None:
         classes = model.get("num_classes") or data.get("num_classes") or 1
         shape = None if model.get("input_shape") else (3, 32, 32)  # a training run takes the data's
         plan_model(model, host, num_classes=classes if isinstance(classes, int) else None, input_shape=shape)
+    seed = cfg.get("seed") if hasattr(cfg, "get") else None
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise HairlabError(f"seed={seed!r}: expected int (the training seed); set e.g. seed=0")
     targets = cfg.get("hw_targets") if hasattr(cfg, "get") else None
     names = [targets] if isinstance(targets, str) else list(targets or [])
     hardware = host.registry("hardware")
