@@ -43,7 +43,8 @@ def _free_port() -> int:
 
 def _pg_bin() -> Path | None:
     """The newest PostgreSQL server binaries (Debian: /usr/lib/postgresql/<version>/bin)."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                   key=lambda p: [int(n) for n in re.findall(r"\d+", p.split("/")[4])])
     if found:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
