@@ -42,3 +42,54 @@ def test_bad_values_never_create_a_run(workdir: Path, override: str, key: str, s
     assert "Traceback" not in out
     # no store at all, or one without a single run (opening a missing store would create it)
     assert not (workdir / "mlflow.db").exists() or fk.all_runs(fk.sqlite_uri(workdir)) == []
+
+
+class _NaNEval:
+    """A DataModule (the protocol only) whose training batches are finite and whose test split is NaN."""
+
+    name, num_classes, input_shape = "nan-eval", 4, (3, 16, 16)
+
+    def __init__(self) -> None:
+        import torch
+
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(32, 3, 16, 16, generator=g)
+        self.y = torch.randint(0, 4, (32,), generator=g)
+
+    def info(self) -> dict[str, int]:
+        return {"train_size": 32}
+
+    def num_examples(self, split: str) -> int:
+        return 32 if split in ("train", "test") else 0
+
+    def train_batches(self, batch_size: int, *, device: object, generator: object) -> list[tuple[object, object]]:
+        return [(self.x[i:i + batch_size], self.y[i:i + batch_size]) for i in range(0, 32, batch_size)]
+
+    def eval_batches(self, split: str, batch_size: int, *, device: object) -> list[tuple[object, object]]:
+        return [(self.x[:batch_size] * float("nan"), self.y[:batch_size])]
+
+
+def test_a_nan_evaluation_loss_is_divergence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The eval half of "any non-finite loss": training losses finite, val/loss NaN -> diverged."""
+    from omegaconf import OmegaConf
+
+    from hairlab.plugin_manager import get_host
+    from hairlab.tracking.base import LocalTracker, read_metrics
+    from hairlab.training import job as job_module
+
+    monkeypatch.setattr(job_module, "build_data", lambda cfg, host: _NaNEval())
+    model = {"name": "tiny", "input_shape": [3, 16, 16], "num_classes": 4, "downsample": "max_pool",
+             "stages": [{"block": "conv_bn_relu", "width": 8}, {"block": "dw_separable", "width": "num_classes"}],
+             "head": {"name": "gap"}}
+    cfg = OmegaConf.create({"task": "train", "seed": 0, "hw_targets": [], "model": model,
+                            "dataset": {"name": "synthetic"}, "optimizer": {"name": "adam", "lr": 0.01},
+                            "trainer": {"epochs": 3, "batch_size": 16, "progress": False,
+                                        "checkpoint_dir": str(tmp_path / "ckpt")}})
+    tracker = LocalTracker(tmp_path / "run")
+    result = job_module.train_job(cfg, tracker, get_host())
+    tracker.close()
+    assert result["status"] == "diverged" and result["diverged_step"] == 2, result
+    assert math.isfinite(result["last_finite_loss"])
+    assert tracker.tags["diverged"] == "true" and tracker.tags["diverged_metric"] == "val/loss"
+    rows = [r for r in read_metrics(tmp_path / "run") if "val/loss" in r]
+    assert len(rows) == 1 and math.isnan(rows[0]["val/loss"])  # logged, then the fit stopped
