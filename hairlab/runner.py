@@ -193,9 +193,11 @@ def prepare(cfg: Any, ctx: Any) -> Prepared:
             if decision.checkpoint is not None and not OmegaConf.select(cfg, "trainer.resume"):
                 with open_dict(cfg):
                     cfg.trainer.resume = str(decision.checkpoint)
-                tags[resume.RESUMED_TAG] = decision.previous.info.run_id
+                previous = decision.previous
+                assert previous is not None  # a checkpoint is only ever found for a previous run
+                tags[resume.RESUMED_TAG] = previous.info.run_id
                 log.info("resuming job %s from %s (run %s was %s)", key[:12], decision.checkpoint,
-                         decision.previous.info.run_id, decision.previous.info.status)
+                         previous.info.run_id, previous.info.status)
 
     requested = OmegaConf.select(cfg, "trainer.resume")
     if requested not in (None, "", False):

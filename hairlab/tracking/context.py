@@ -61,7 +61,7 @@ class JobContext:
 
         hc = HydraConfig.get()
         multirun = hc.mode == RunMode.MULTIRUN
-        choices = OmegaConf.to_container(hc.runtime.choices, resolve=True) if hc.runtime.choices else {}
+        choices: Any = OmegaConf.to_container(hc.runtime.choices, resolve=True) if hc.runtime.choices else {}
         base_dir = Path(hc.runtime.cwd)
         sweep_dir = None
         if multirun:
@@ -71,7 +71,7 @@ class JobContext:
             job_dir=Path(hc.runtime.output_dir),
             base_dir=base_dir,
             overrides=[str(o) for o in hc.overrides.task],
-            job_num=int(hc.job.num) if multirun and hc.job.get("num") is not None else None,
+            job_num=int(hc.job.num) if multirun and hc.job.get("num") is not None else None,  # type: ignore[attr-defined]
             multirun=multirun,
             sweep_dir=sweep_dir,
             choices=dict(choices or {}),

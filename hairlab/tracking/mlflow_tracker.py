@@ -190,9 +190,9 @@ class MLflowTracker:
                 for i in range(0, len(items), MAX_TAGS_PER_BATCH):
                     self._send(params=items[i : i + MAX_TAGS_PER_BATCH])
             if tags:
-                items = [RunTag(k, v) for k, v in tags.items()]
-                for i in range(0, len(items), MAX_TAGS_PER_BATCH):
-                    self._send(tags=items[i : i + MAX_TAGS_PER_BATCH])
+                run_tags = [RunTag(k, v) for k, v in tags.items()]
+                for i in range(0, len(run_tags), MAX_TAGS_PER_BATCH):
+                    self._send(tags=run_tags[i : i + MAX_TAGS_PER_BATCH])
             keys: dict[str, str] = {}
             metrics = [Metric(keys.setdefault(k, clean_key(k)), v, ts, step) for k, v, ts, step in pending]
             for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):

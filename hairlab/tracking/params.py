@@ -81,14 +81,15 @@ def config_params(cfg: Any) -> dict[str, str]:
     if not isinstance(cfg, DictConfig):
         return flatten(cfg)
     container: dict[str, Any] = {}
-    for key in cfg:
+    for key in (str(k) for k in cfg):
         if key == "hydra":
             continue
         try:
             node = cfg[key]
             container[key] = OmegaConf.to_container(node, resolve=True) if _is_node(cfg, key) else node
         except Exception:  # noqa: BLE001 - an unresolvable interpolation is logged as written
-            container[key] = OmegaConf.to_container(cfg, resolve=False)[key]
+            raw: Any = OmegaConf.to_container(cfg, resolve=False)
+            container[key] = raw[key]
     return flatten(container)
 
 

@@ -45,7 +45,7 @@ def plot_bands(groups: Mapping[str, Sequence[Series]], path: str | Path, *, titl
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    palette = plt.get_cmap("tab10" if len(drawable) <= 10 else "tab20").colors
+    palette = plt.get_cmap("tab10" if len(drawable) <= 10 else "tab20").colors  # type: ignore[attr-defined]
     styles = ("-", "--", ":", "-.")
     fig, ax = plt.subplots(figsize=(9, 4.2), dpi=100)
     try:

@@ -9,7 +9,7 @@ import json
 import math
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 #: Final metrics shown when present, in this order; ``hw/<target>/latency_s`` follow.
 KEY_METRICS = (
@@ -187,7 +187,7 @@ def rich_table(columns: Sequence[str], rows: Sequence[dict[str, Any]], title: st
     for c in columns:
         textual = c in ("run", "status", "note", "run_id")
         numeric = not textual and any(isinstance(r.get(c), float) for r in rows)
-        justify = "right" if numeric else "left"
+        justify: Literal["right", "left"] = "right" if numeric else "left"
         tbl.add_column(c, justify=justify, no_wrap=numeric or c == "status", overflow="fold")
     styles = {"FINISHED": "green", "FAILED": "red", "KILLED": "yellow", "RUNNING": "cyan"}
     for r in rows:

@@ -48,7 +48,8 @@ def swept_keys(config: Any) -> list[str]:
     from omegaconf import OmegaConf
 
     keys: list[str] = []
-    overrides = [str(o) for o in OmegaConf.to_container(config.hydra.overrides.task, resolve=False)]
+    task: Any = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+    overrides = [str(o) for o in task]
     try:
         for ov in OverridesParser.create().parse_overrides(overrides):
             if ov.is_sweep_override():
@@ -121,9 +122,9 @@ class SweepCallback(Callback):
         from hairlab.tracking.factory import tracking_settings
 
         settings = tracking_settings(config)
-        runtime = OmegaConf.select(config, "hydra.runtime") or {}
+        runtime: Any = OmegaConf.select(config, "hydra.runtime") or {}
         base_dir = Path(str(runtime.get("cwd") or Path.cwd()))
-        choices = OmegaConf.to_container(runtime.choices, resolve=True) if runtime.get("choices") else {}
+        choices: Any = OmegaConf.to_container(runtime.choices, resolve=True) if runtime.get("choices") else {}
         uri = store.resolve_uri(settings.get("uri"), base_dir)
         store.check_server(uri)
         client = store.client(uri)
