@@ -79,13 +79,15 @@ def _one_line_error(code: int, out: str, *needles: str) -> str:
     return lines[0]
 
 
-def test_read_only_store_file(workdir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sweep", [False, True], ids=["run", "sweep"])
+def test_read_only_store_file(workdir: Path, tmp_path: Path, sweep: bool) -> None:
     """A store this user cannot write: one line naming it read-only, and no run created."""
     prefix = _plain_user()
     uri = _make_store(workdir)
     db = workdir / "mlflow.db"
     db.chmod(0o444)
-    code, out = fk.run(fk.TINY, workdir, prefix=prefix, log_dir=tmp_path)
+    args = ["-m", *fk.TINY, "optimizer.lr=0.01,0.02"] if sweep else fk.TINY
+    code, out = fk.run(args, workdir, prefix=prefix, log_dir=tmp_path)
     _one_line_error(code, out, "read-only", str(db))
     db.chmod(0o644)
     assert fk.all_runs(uri) == []
