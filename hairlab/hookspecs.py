@@ -59,8 +59,9 @@ def hairlab_optimizers() -> list[Entry]:
 def hairlab_hardware() -> list[Entry]:
     """Hardware targets for the analytical cost model (``hairlab hw-report``).
 
-    Factory contract: ``factory(**options) -> hairlab.costmodel.target.Target``; the
-    options are the ``hardware`` config group's keys other than ``name``.
+    Factory contract: ``factory(**options) -> hairlab.api.Target``; the options are the
+    ``hardware`` config group's keys other than ``name``, checked against the entry's schema
+    (extend ``hairlab.api.TargetOptions``) with every default filled in.
     """
 
 
@@ -68,9 +69,10 @@ def hairlab_hardware() -> list[Entry]:
 def hairlab_datasets() -> list[Entry]:
     """Datasets.
 
-    Factory contract: ``factory(**options) -> hairlab.data.DataModule``; the options are
+    Factory contract: ``factory(**options) -> hairlab.api.DataModule``; the options are
     the ``dataset`` config group's keys other than ``name`` (``root``, ``train_size``,
-    ``test_size``, ``val_size``, ...).
+    ``test_size``, ``val_size``, ...), checked against the entry's schema with every default
+    filled in. ``hairlab.api.TensorDataModule`` and ``BaseDataModule`` give the shared parts.
     """
 
 
