@@ -70,3 +70,19 @@ def test_reconcile_closes_only_ghosts(client) -> None:
         assert status[name].info.status == "RUNNING" and TAG not in status[name].data.tags
     assert c.get_run(finished).info.status == "FINISHED"
     assert reconcile(c, [exp], stale_after_s=600) == []  # nothing left to do
+
+
+def test_the_writer_thread_keeps_the_heartbeat_fresh(client) -> None:
+    from hairlab.tracking.mlflow_tracker import MLflowTracker
+
+    c, exp = client
+    run_id = c.create_run(exp, tags={**liveness.owner_tags(), liveness.HEARTBEAT: "0"}).info.run_id
+    tracker = MLflowTracker(c, run_id, flush_interval_s=0.05, heartbeat_s=0.05, plots=False)
+    try:
+        deadline = time.monotonic() + 60  # a bounded wait for the first beat, not a timing assertion
+        while c.get_run(run_id).data.tags[liveness.HEARTBEAT] == "0":
+            assert time.monotonic() < deadline, "no heartbeat within 60 s"
+            time.sleep(0.05)
+    finally:
+        tracker.close("FINISHED")
+    assert float(c.get_run(run_id).data.tags[liveness.HEARTBEAT]) > 0
