@@ -152,3 +152,20 @@ def test_kill_9_of_a_joblib_worker_leaves_no_run_running(workdir: Path, reap: li
     fk.assert_children_under_own_parent(runs)
     dead = fk.client(uri).get_run(victim)
     assert dead.info.status == "KILLED" and dead.data.tags["hairlab.reconciled"] == "process gone"
+
+
+@pytest.mark.slow
+def test_submitit_local_sweep_interrupted(workdir: Path, reap: list[fk.Hairlab]) -> None:
+    """submitit's real local executor: its tasks' runs end KILLED, and the parent too."""
+    job = fk.start(["-m", *fk.LONG, *fk.FAST_FLUSH, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+                    "optimizer.lr=0.001,0.002"], workdir)
+    reap.append(job)
+    running = _interrupt(job, signal.SIGTERM, workdir / "mlflow.db", count=2)
+    uri = fk.sqlite_uri(workdir)
+    runs = fk.all_runs(uri)
+    fk.assert_none_running(runs)
+    fk.assert_children_under_own_parent(runs)
+    assert sorted(r.info.status for r in runs) == ["KILLED"] * 3, fk.describe(runs)
+    assert not [r for r in runs if "hairlab.reconciled" in r.data.tags], fk.describe(runs)  # closed by the tasks
+    for run_id in running:
+        fk.assert_metric_logged(uri, run_id, "train/loss")
