@@ -107,9 +107,12 @@ class SweepCallback(Callback):
             raise SystemExit(2) from exc
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        from hairlab.tracking import interrupts
+
         if self.state is None or self._done:
             return
-        failed = self._finish()
+        with interrupts.deferred():  # a signal now would leave the parent RUNNING half-summarised
+            failed = self._finish()
         if failed:
             raise SystemExit(1)
 
