@@ -146,3 +146,27 @@ def test_resume_with_another_config_is_refused(workdir: Path) -> None:
                         "trainer.resume_mismatch=allow", "hydra.run.dir=outputs/third"], workdir, env=ENV)
     assert code == 0, out[-3000:]
     assert [r.info.status for r in fk.all_runs(uri)] == ["FINISHED", "FINISHED"]
+
+
+@pytest.mark.slow
+def test_sweep_killed_with_sigkill_resumes_from_its_checkpoint(workdir: Path, reap: list[fk.Hairlab]) -> None:
+    """The OOM killer / power cut: the ghost is reconciled at the resumed sweep's start, then continued."""
+    db, uri = workdir / "mlflow.db", fk.sqlite_uri(workdir)
+    job = fk.start(["-m", *JOB, "optimizer.lr=0.001"], workdir, env=ENV)
+    reap.append(job)
+    fk.wait_for(lambda: any(_epochs(db, r) >= 2 for r in fk.running_with_metric(db, "epoch")), 180,
+                "the job past its second epoch")
+    job.signal(signal.SIGKILL)
+    job.wait(60)
+    (ghost,) = [r for r in fk.children(fk.all_runs(uri)) if r.info.status == "RUNNING"]
+
+    code, out = fk.run(["-m", *JOB, "optimizer.lr=0.001", "tracking.resume=true"], workdir, env=ENV)
+    assert code == 0, out[-3000:]
+    assert _line(out) == (0, 1, 0)
+    runs = fk.all_runs(uri)
+    fk.assert_none_running(runs)
+    fk.assert_one_finished_per_key(runs, keys=1)
+    old = fk.client(uri).get_run(ghost.info.run_id)
+    assert old.info.status == "KILLED" and old.data.tags["hairlab.reconciled"] == "process gone"
+    (new,) = [r for r in fk.children(runs) if r.info.status == "FINISHED"]
+    assert new.data.tags["hairlab.resumed_run"] == ghost.info.run_id
