@@ -168,16 +168,23 @@ def store_lock(db: Path, *, required: bool = True) -> Iterator[None]:
         yield
         return
     bound = wait_s()
+    file_lock = FileLock(str(lock), timeout=bound)
     try:
-        with FileLock(str(lock), timeout=bound):
-            yield
+        file_lock.acquire()
     except Timeout:
         raise HairlabError(
             f"the tracking store {db} is locked by another process (its lock file {lock} was held for "
             f"{bound:g} s); wait for that command to finish, or set {ENV_WAIT}=SECONDS to wait longer"
         ) from None
     except PermissionError as exc:
-        raise _read_only(db, exc) from None
+        if required:
+            raise _read_only(db, exc) from None
+        yield  # a reader may look without the lock
+        return
+    try:
+        yield
+    finally:
+        file_lock.release()
 
 
 def check_writable(db: Path) -> None:
