@@ -152,10 +152,15 @@ def test_locked_store_is_retried_until_free(workdir: Path, reap: list[fk.Hairlab
     assert run.info.status == "FINISHED"
 
 
-def test_store_wait_must_be_a_number(workdir: Path) -> None:
-    code, out = fk.run(fk.TINY, workdir, env=fk.child_env(HAIRLAB_STORE_WAIT_S="soon"))
-    _one_line_error(code, out, "HAIRLAB_STORE_WAIT_S")
-    assert not (workdir / "mlflow.db").exists()
+@pytest.mark.parametrize("value", ["soon", "-1", "nan"])
+def test_store_wait_must_be_a_number(value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hairlab.errors import HairlabError
+    from hairlab.tracking import store
+
+    monkeypatch.setenv(store.ENV_WAIT, value)
+    with pytest.raises(HairlabError, match="HAIRLAB_STORE_WAIT_S"):
+        store.client(fk.sqlite_uri(tmp_path))
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_lock_file_is_beside_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
