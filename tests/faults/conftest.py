@@ -14,6 +14,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from faultkit import Hairlab
 
+_HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test here drives real processes: mark it `faults` and `slow` (CI runs them, the fast set not)."""
+    for item in items:
+        if _HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.faults)
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
