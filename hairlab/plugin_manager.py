@@ -186,7 +186,8 @@ class PluginHost:
                         continue
                     record.provides.setdefault(kind, []).append(entry.name)
         for impl, record in self._impls("hairlab_config_searchpath"):
-            record.searchpath.extend(self._call_for_list(impl, record, "hairlab_config_searchpath", str, "str"))
+            paths = self._call_for_list(impl, record, "hairlab_config_searchpath", (str, os.PathLike), "str")
+            record.searchpath.extend(os.fspath(p) for p in paths)
 
     def configure_store(self, store: Any) -> None:
         """Let plugins register structured configs in Hydra's ConfigStore."""
@@ -219,7 +220,7 @@ class PluginHost:
             record.fail(f"{hook_name} raised {_describe(exc)}", partial=True)
             return None
 
-    def _call_for_list(self, impl: Any, record: PluginRecord, hook_name: str, item_type: type,
+    def _call_for_list(self, impl: Any, record: PluginRecord, hook_name: str, item_type: type | tuple[type, ...],
                        type_name: str) -> list[Any]:
         """The hook's list result; a wrong type is one failure, not one per character or key."""
         result = self._call(impl, record, hook_name)

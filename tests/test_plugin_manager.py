@@ -213,3 +213,10 @@ def test_registering_a_taken_name_is_refused_not_clobbered() -> None:
     with pytest.raises(ValueError, match="plugin name 'p' is already registered"):
         host.register(_plugin(hairlab_optimizers=lambda: []), name="p")
     assert host.records["p"].status == "ok" and "adam" in host.registry("optimizers")
+
+
+def test_searchpath_accepts_strings_and_paths() -> None:
+    from pathlib import Path
+
+    host = _host(("conf", _plugin(hairlab_config_searchpath=lambda: ["pkg://a.conf", Path("/opt/conf")])))
+    assert host.records["conf"].status == "ok" and host.records["conf"].searchpath == ["pkg://a.conf", "/opt/conf"]
