@@ -12,38 +12,13 @@ so loading the plugin stays cheap.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional
 
 from hairlab import hookimpl
 from hairlab.contract.schema import opt
+from hairlab.costmodel.target import TargetOptions, require_positive
 from hairlab.registry import Entry
-
-
-def _positive(obj: Any, keys: tuple[str, ...], *, nullable: bool = False) -> None:
-    for key in keys:
-        value = getattr(obj, key)
-        if value is None and nullable:
-            continue
-        if value is None or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{key}={value}: expected a number > 0{' or null' if nullable else ''}")
-
-
-@dataclass
-class TargetOptions:
-    """Report options every built-in target accepts."""
-
-    batch_size: int = opt(1, "images per inference; latencies are reported per image")
-    overlap: bool = opt(False, "time = max(transfer, compute) per layer (double-buffered maps) instead of the sum")
-    double_buffer: Optional[bool] = opt(None, "null = same as overlap (halves the internal memory usable for maps)")
-    bytes_per_element: float = opt(4, "bytes of one activation or weight")
-    input_size: Optional[Union[int, list[int]]] = opt(None, "null = the model's input_shape; or H, [H, W], [C, H, W]")
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size={self.batch_size}: expected an integer >= 1")
-        _positive(self, ("bytes_per_element",))
 
 
 @dataclass
@@ -62,8 +37,8 @@ class Paper2012Options(TargetOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _positive(self, ("internal_memory", "bus_bandwidth", "matrix_flops"))
-        _positive(self, ("generic_flops",), nullable=True)
+        require_positive(self, ("internal_memory", "bus_bandwidth", "matrix_flops"))
+        require_positive(self, ("generic_flops",), nullable=True)
         if self.layer_overhead_s < 0:
             raise ValueError(f"layer_overhead_s={self.layer_overhead_s}: expected a number >= 0")
 
@@ -92,7 +67,7 @@ class HostOptions(TargetOptions):
         super().__post_init__()
         if self.threads < 1:
             raise ValueError(f"threads={self.threads}: expected an integer >= 1")
-        _positive(self, ("internal_memory", "bus_bandwidth", "matrix_flops", "conv_flops", "pwconv_flops",
+        require_positive(self, ("internal_memory", "bus_bandwidth", "matrix_flops", "conv_flops", "pwconv_flops",
                          "dwconv_flops", "generic_flops"), nullable=True)
         if self.layer_overhead_s is not None and self.layer_overhead_s < 0:
             raise ValueError(f"layer_overhead_s={self.layer_overhead_s}: expected a number >= 0 or null")
@@ -117,7 +92,7 @@ class H100SXMOptions(TargetOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _positive(self, ("internal_memory", "bus_bandwidth", "matrix_flops", "generic_flops"))
+        require_positive(self, ("internal_memory", "bus_bandwidth", "matrix_flops", "generic_flops"))
         if self.layer_overhead_s < 0:
             raise ValueError(f"layer_overhead_s={self.layer_overhead_s}: expected a number >= 0")
 
