@@ -355,3 +355,20 @@ def test_a_yaml_preset_extends_a_schema_and_a_same_named_yaml_replaces_it(tmp_pa
         sgd = compose(["optimizer=sgd", search]).optimizer
     assert (sgd.name, sgd.lr, sgd.momentum) == ("sgd", 0.3, 0.9)
     assert compose(["optimizer=sgd"]).optimizer.lr == 0.1  # the schema node is back without the YAML
+
+
+def test_a_composed_config_pickles_and_unpickles_in_a_fresh_process(tmp_path: Path) -> None:
+    """Node classes live in hairlab.contract.nodes: plain pickle works (multiprocessing spawn, caches)."""
+    import pickle
+    import subprocess
+    import sys
+
+    from hairlab.hydra_app import compose
+
+    path = tmp_path / "cfg.pkl"
+    path.write_bytes(pickle.dumps(compose(["optimizer=sgd", "optimizer.lr=0.05"])))
+    code = ("import pickle, sys\n"
+            f"cfg = pickle.loads(open({str(path)!r}, 'rb').read())\n"
+            "print(cfg.optimizer.name, cfg.optimizer.lr, cfg.trainer.epochs)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["sgd", "0.05", "1"], out.stderr[-2000:]

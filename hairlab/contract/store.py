@@ -23,12 +23,14 @@ should extend ``schema/<name>`` as above.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
+from hairlab.contract import nodes
 from hairlab.contract.entries import GROUPS, owner, schema_of
 from hairlab.contract.schema import _copier, hints
 
@@ -44,7 +46,8 @@ CORE = "hairlab"
 _NODES: dict[tuple[Any, ...], type] = {}
 
 
-def node_class(schema: type, *, name: str | None, label: str, defaults: dict[str, Any] | None = None) -> type:
+def node_class(schema: type, *, name: str | None, label: str, defaults: dict[str, Any] | None = None,
+               home: str | None = None) -> type:
     """A Hydra-friendly copy of ``schema``: ``name`` first (when given), OmegaConf-typed fields.
 
     Types OmegaConf cannot hold (``Literal``, nested dataclasses it rejects) become ``Any`` here;
@@ -53,7 +56,11 @@ def node_class(schema: type, *, name: str | None, label: str, defaults: dict[str
     """
     key = (schema, name, label, tuple(sorted((defaults or {}).items())))
     if key not in _NODES:
-        _NODES[key] = _node_class(schema, name=name, label=label, defaults=defaults)
+        cls = _node_class(schema, name=name, label=label, defaults=defaults)
+        if home is not None:  # e.g. optimizer/sgd -> hairlab.contract.nodes.optimizer__sgd
+            cls.__name__ = re.sub(r"\W", "_", home.replace("/", "__"))
+            nodes.add(cls)
+        _NODES[key] = cls
     return _NODES[key]
 
 
@@ -156,7 +163,7 @@ def register_schemas(host: PluginHost, store: Any, searchpath: list[str] | None 
                 if not shadowed(group, entry.name):
                     store.store(group=group, name=entry.name, node={"name": entry.name}, provider=provider)
                 continue
-            node = node_class(schema, name=entry.name, label=owner(entry, kind, host))
+            node = node_class(schema, name=entry.name, label=owner(entry, kind, host), home=f"{group}/{entry.name}")
             store.store(group=f"{group}/schema", name=entry.name, node=node, provider=provider)
             if not shadowed(group, entry.name):
                 store.store(group=group, name=entry.name, node=node, provider=provider)
@@ -165,12 +172,14 @@ def register_schemas(host: PluginHost, store: Any, searchpath: list[str] | None 
     from hairlab.models.config import ModelConfig
 
     store.store(group="model/schema", name="convnet",
-                node=node_class(ModelConfig, name=None, label="the model config"), provider=CORE)
+                node=node_class(ModelConfig, name=None, label="the model config", home="model/convnet"),
+                provider=CORE)
     store.store(group="trainer", name="default",
-                node=node_class(EngineConfig, name=None, label="trainer settings of hairlab"), provider=CORE)
+                node=node_class(EngineConfig, name=None, label="trainer settings of hairlab", home="trainer/default"),
+                provider=CORE)
     for backend in ("mlflow", "local"):
         node = node_class(TrackingConfig, name=None, label="tracking settings of hairlab",
-                          defaults={"backend": backend})
+                          defaults={"backend": backend}, home=f"tracking/{backend}")
         store.store(group="tracking", name=backend, node=node, provider=CORE)
 
 
