@@ -38,6 +38,10 @@ def test_rules() -> None:
     # a reused pid: same number, another process (start time differs)
     assert ghost_reason({**mine, liveness.PID_START: "1"}, stale_after_s=600) == PROCESS_GONE
     assert ghost_reason({**mine, liveness.BOOT_ID: "an-earlier-boot"}, stale_after_s=600) == PROCESS_GONE
+    # same hostname, another pid namespace (a container): judged by its heartbeat, like another host
+    boxed = {**mine, liveness.PID: str(pid), liveness.PID_NS: "pid:[1]", liveness.HEARTBEAT: f"{now:.0f}"}
+    if liveness.pid_namespace() is not None:
+        assert ghost_reason(boxed, stale_after_s=600, now=now) is None
     other = {liveness.HOST: "elsewhere", liveness.PID: "1", liveness.HEARTBEAT: f"{now - 30:.0f}"}
     assert ghost_reason(other, stale_after_s=600, now=now) is None  # live on another host
     assert ghost_reason({**other, liveness.HEARTBEAT: f"{now - 700:.0f}"}, stale_after_s=600, now=now) == HEARTBEAT_STALE

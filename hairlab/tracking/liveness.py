@@ -19,6 +19,7 @@ HOST = "hairlab.host"
 PID = "hairlab.pid"
 PID_START = "hairlab.pid_start"
 BOOT_ID = "hairlab.boot_id"
+PID_NS = "hairlab.pid_ns"
 HEARTBEAT = "hairlab.heartbeat"
 
 
@@ -30,6 +31,14 @@ def boot_id() -> str | None:
     """This boot of the machine (Linux); a run of an earlier boot cannot be alive."""
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def pid_namespace() -> str | None:
+    """This process's pid namespace (Linux): containers sharing a hostname do not share pids."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
     except OSError:
         return None
 
@@ -60,6 +69,9 @@ def owner_tags(pid: int | None = None) -> dict[str, str]:
     boot = boot_id()
     if boot is not None:
         tags[BOOT_ID] = boot
+    namespace = pid_namespace()
+    if namespace is not None:
+        tags[PID_NS] = namespace
     return tags
 
 
@@ -93,6 +105,9 @@ def owner_alive(tags: dict[str, str]) -> bool | None:
     host = tags.get(HOST)
     if host is None or host != hostname():
         return None
+    namespace = tags.get(PID_NS)
+    if namespace is not None and pid_namespace() is not None and namespace != pid_namespace():
+        return None  # another container with this hostname: its pids are not ours to look up
     boot = tags.get(BOOT_ID)
     if boot is not None and boot_id() is not None and boot != boot_id():
         return False  # the machine rebooted since
