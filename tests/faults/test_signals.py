@@ -95,6 +95,7 @@ def test_joblib_sweep_interrupted_closes_every_worker_run(workdir: Path, reap: l
         fk.assert_metric_logged(uri, run_id, "train/loss")
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_launching_process_only_reaches_the_workers(workdir: Path, reap: list[fk.Hairlab]) -> None:
     """``kill <pid>`` of a joblib sweep (not its group): the workers' runs still close KILLED."""
     job = fk.start(["-m", *fk.LONG, *fk.FAST_FLUSH, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
