@@ -47,9 +47,7 @@ def result_params(cfg: Any) -> dict[str, str]:
     """The flat parameters that decide a job's results (the config minus :data:`EXCLUDED`)."""
     from hairlab.tracking.params import config_params
 
-    params = cfg if isinstance(cfg, Mapping) and all(isinstance(v, str) for v in cfg.values()) else None
-    flat = dict(params) if params is not None else config_params(cfg)
-    return {k: v for k, v in sorted(flat.items()) if not excluded(k)}
+    return {k: v for k, v in sorted(config_params(cfg).items()) if not excluded(k)}
 
 
 @functools.lru_cache(maxsize=1)
