@@ -94,15 +94,16 @@ def record_reuse(job_dir: Path, run: Any, key: str) -> Path:
 
 
 def reused_runs(sweep_dir: Path) -> list[str]:
-    """Run ids the jobs of a sweep reused instead of training (from their records)."""
+    """Run ids the jobs of a sweep reused instead of training, one per skipped job (from their records).
+
+    Two jobs of one key in a sweep both reuse the same run: its id is listed twice.
+    """
     ids: list[str] = []
     if not sweep_dir.is_dir():
         return ids
     for path in sorted(sweep_dir.rglob(REUSED_FILE)):
         try:
-            run_id = json.loads(path.read_text())["run_id"]
+            ids.append(str(json.loads(path.read_text())["run_id"]))
         except (OSError, ValueError, KeyError):
             continue
-        if run_id not in ids:
-            ids.append(str(run_id))
     return ids

@@ -243,7 +243,8 @@ class SweepCallback(Callback):
         ))
         resumed = sum(1 for r in children if r.data.tags.get(resume.RESUMED_TAG))
         trained = len(children) - resumed
-        reused = _reused(client, state)
+        skipped = resume.reused_runs(Path(state.sweep_dir))  # one per skipped job
+        reused = _fetch(client, list(dict.fromkeys(skipped)))
         if reused:  # the runs that stand for the jobs this sweep skipped
             links = ",".join(r.info.run_id for r in reused)
             store.retrying(lambda: client.set_tag(state.parent_run_id, "hairlab.reused_runs", links[:8000]))
@@ -254,7 +255,7 @@ class SweepCallback(Callback):
             key = str(row["status"]).split("@")[0]
             counts[key] = counts.get(key, 0) + 1
         launched = _launched_jobs(Path(state.sweep_dir), self._started)
-        missing = max(0, launched - len(everything))
+        missing = max(0, launched - len(children) - len(skipped))
         bad = [r for r in rows if r["status"] not in ("FINISHED",) and
                (self.fail_on_diverged or not str(r["status"]).startswith("DIVERGED"))]
         failed = bool(bad) or missing > 0
@@ -285,7 +286,7 @@ class SweepCallback(Callback):
                        Metric("sweep/failed", float(len(bad) + missing), now, 0),
                        Metric("sweep/trained", float(trained), now, 0),
                        Metric("sweep/resumed", float(resumed), now, 0),
-                       Metric("sweep/skipped", float(len(reused)), now, 0)]
+                       Metric("sweep/skipped", float(len(skipped)), now, 0)]
             best = [r["val/acc"] for r in rows if isinstance(r.get("val/acc"), float)]
             if best:
                 metrics.append(Metric("sweep/best_val_acc", max(best), now, 0))
@@ -293,7 +294,7 @@ class SweepCallback(Callback):
                     RunTag("mlflow.note.content", f"Sweep {state.sweep_id}: {text}\n\n{md}"[:8000])]
             store.retrying(lambda: client.log_batch(state.parent_run_id, metrics=metrics, tags=tags))
         store.retrying(lambda: client.set_terminated(state.parent_run_id, status=status))
-        jobs = f"{trained} trained, {resumed} resumed, {len(reused)} skipped"
+        jobs = f"{trained} trained, {resumed} resumed, {len(skipped)} skipped"
         _report(state, rows, f"{jobs} ({text or 'no jobs'})", bad, missing, status)
         return failed
 
@@ -308,12 +309,12 @@ def _check_sweep(config: Any) -> None:
     check_sweep(config, host)
 
 
-def _reused(client: Any, state: Any) -> list[Any]:
-    """The FINISHED runs this sweep's skipped jobs reused (from their records in the sweep dir)."""
-    from hairlab.tracking import resume, store
+def _fetch(client: Any, run_ids: list[str]) -> list[Any]:
+    """The runs this sweep's skipped jobs reused (a deleted one is left out, with a warning)."""
+    from hairlab.tracking import store
 
     runs = []
-    for run_id in resume.reused_runs(Path(state.sweep_dir)):
+    for run_id in run_ids:
         try:
             runs.append(store.retrying(lambda: client.get_run(run_id)))  # noqa: B023 - called at once
         except Exception as exc:  # noqa: BLE001 - a deleted run: counted as missing
