@@ -1,8 +1,8 @@
-"""The schema of the ``tracking`` config group (conf/tracking/*.yaml extend it).
+"""The schema of the ``tracking`` config group: it is the ``tracking/mlflow`` and ``tracking/local`` nodes.
 
 One dataclass so every tracking option is defined once, with its type, default and help;
-C1 registers it in Hydra's ConfigStore. Ranges are checked here so a bad value is refused
-before any run exists.
+:mod:`hairlab.contract` registers it in Hydra's ConfigStore. Ranges are checked here so a
+bad value is refused before any run exists.
 """
 
 from __future__ import annotations
