@@ -37,15 +37,17 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: fl
 
 
 @contextlib.contextmanager
-def mlflow_server(directory: Path, timeout: float = 240) -> Iterator[str]:
-    """Start ``mlflow server`` with its store in ``directory``; yields its http URL."""
+def mlflow_server(directory: Path, timeout: float = 240, backend: str | None = None) -> Iterator[str]:
+    """Start ``mlflow server`` with its store in ``directory`` (or on ``backend``, e.g. PostgreSQL);
+    yields its http URL and stops the server's whole process group afterwards."""
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = directory / "server.log"
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--backend-store-uri", f"sqlite:///{directory / 'server.db'}",
+           "--backend-store-uri", backend or f"sqlite:///{directory / 'server.db'}",
            "--artifacts-destination", str(directory / "artifacts"), "--workers", "1"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no job-consumer processes to outlive the test
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=directory,
                                 start_new_session=True)

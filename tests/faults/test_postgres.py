@@ -17,28 +17,24 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import faultkit as fk
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+
+from mlflow_server import free_port, mlflow_server
+
 pytestmark = pytest.mark.slow
 
 #: Two quick jobs (1 epoch) run first; two longer ones (6 epochs) are running when the sweep is killed.
 SWEEP = ["-m", *fk.TINY[:-1], *fk.FAST_FLUSH, "trainer.epochs=1,6", "optimizer.lr=0.01,0.02",
          "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "tracking.experiment=team"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _pg_bin() -> Path | None:
@@ -76,7 +72,7 @@ def postgres() -> Iterator[str]:
     prefix, uid, gid = _as_db_user()
     root = Path(tempfile.mkdtemp(prefix="hairlab-pg-"))  # outside pytest's root-only tmp tree
     os.chown(root, uid, gid)
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
 
     def pg(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*prefix, *args], capture_output=True, text=True, cwd=root, timeout=120)
@@ -98,43 +94,6 @@ def postgres() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def mlflow_server(backend: str, directory: Path, timeout: float = 240) -> Iterator[str]:
-    """A real ``mlflow server`` on ``backend``; yields its http URL, stops its process group after."""
-    directory.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    log = directory / "server.log"
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--backend-store-uri", backend, "--artifacts-destination", str(directory / "artifacts"), "--workers", "1"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=directory,
-                                start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"mlflow server exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as resp:
-                return resp.status == 200
-        except OSError:
-            return False
-
-    try:
-        fk.wait_for(healthy, timeout, f"mlflow server on {backend}", interval=0.5)
-        yield url
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def _state(url: str) -> tuple[int, list[str]]:
     """(FINISHED children, RUNNING children with train/loss) of experiment 'team'."""
     client = fk.client(url)
@@ -147,7 +106,7 @@ def _state(url: str) -> tuple[int, list[str]]:
 
 def test_killed_sweep_resumes_on_a_postgresql_server(postgres: str, tmp_path: Path, workdir: Path,
                                                     reap: list[fk.Hairlab]) -> None:
-    with mlflow_server(postgres, tmp_path / "server") as url:
+    with mlflow_server(tmp_path / "server", backend=postgres) as url:
         # one code version for both commands, even if the checkout gets a commit in between
         env = fk.child_env(MLFLOW_TRACKING_URI=url, HAIRLAB_CODE_VERSION="postgres-fault-test")
         first = fk.start(SWEEP, workdir, env=env, name="first")
