@@ -60,12 +60,13 @@ def task_function(cfg: Any) -> Any:
     Everything that can refuse the job (bad values, a checkpoint of another config) runs
     before its run is created, so a refused job leaves nothing in the store.
     """
+    from hairlab.contract import check_config
     from hairlab.plugin_manager import get_host
     from hairlab.tracking import interrupts
 
     interrupts.install()  # SIGTERM/SIGINT close the run as KILLED (main thread of this process)
     host = get_host()
-    _check_config(cfg, host)
+    check_config(cfg, host)  # every value checked before any run exists (issue 11)
     job = resolve_task(str(cfg.get("task", "train")))
     try:
         with interrupts.job():
@@ -73,13 +74,6 @@ def task_function(cfg: Any) -> Any:
     except interrupts.Interrupted as exc:
         # the run is closed (KILLED) by now: exit 130 / 143 without a traceback
         raise SystemExit(exc.exit_code) from None
-
-
-def _check_config(cfg: Any, host: Any) -> None:
-    """The whole-config check (issue 11): every value checked before any run exists."""
-    from hairlab.contract import check_config
-
-    check_config(cfg, host)
 
 
 def _run(job: Any, cfg: Any, host: Any) -> Any:

@@ -67,10 +67,6 @@ def received() -> int | None:
     return _state.signum
 
 
-def exit_code(default: int = 130) -> int:
-    return 128 + _state.signum if _state.signum is not None else default
-
-
 def add_hook(hook: Callable[[int], None]) -> None:
     _state.hooks.append(hook)
 

@@ -81,17 +81,9 @@ def reconcile(client: Any, experiment_ids: Iterable[str], *, stale_after_s: floa
 
 
 def _running(client: Any, experiment_ids: list[str]) -> list[Any]:
-    from mlflow.entities import ViewType
+    from hairlab.tracking.summary import fetch_runs
 
-    runs: list[Any] = []
-    token = None
-    while True:
-        page = client.search_runs(experiment_ids, "attributes.status = 'RUNNING'", ViewType.ACTIVE_ONLY,
-                                  max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+    return fetch_runs(client, experiment_ids, "attributes.status = 'RUNNING'")
 
 
 def safely(client: Any, experiment_ids: Iterable[str], *, stale_after_s: float = 600.0) -> list[str]:

@@ -38,14 +38,12 @@ class Decision:
 
 
 def runs_of_key(client: Any, experiment_id: str, key: str) -> list[Any]:
-    """Every run of ``key`` in the experiment, newest first."""
-    from mlflow.entities import ViewType
-
+    """Every run of ``key`` in the experiment (every page), newest first."""
     from hairlab.tracking.store import retrying
+    from hairlab.tracking.summary import fetch_runs
 
     query = f"tags.`{identity.TAG}` = '{key}'"
-    return list(retrying(lambda: client.search_runs(
-        [experiment_id], query, ViewType.ACTIVE_ONLY, max_results=1000, order_by=["attributes.start_time DESC"])))
+    return list(reversed(retrying(lambda: fetch_runs(client, [experiment_id], query))))
 
 
 def checkpoint_of(run: Any) -> Path | None:

@@ -323,10 +323,10 @@ def _fetch(client: Any, run_ids: list[str]) -> list[Any]:
 
 
 def _running_children(client: Any, state: Any) -> list[Any]:
-    from hairlab.tracking import store
+    from hairlab.tracking import store, summary
 
     query = f"tags.mlflow.parentRunId = '{state.parent_run_id}' and attributes.status = 'RUNNING'"
-    return list(store.retrying(lambda: client.search_runs([state.experiment_id], query, max_results=1000)))
+    return store.retrying(lambda: summary.fetch_runs(client, [state.experiment_id], query))
 
 
 def _param_names(children: list[Any], swept: list[str]) -> list[str]:
