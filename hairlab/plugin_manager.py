@@ -287,9 +287,7 @@ def _describe(exc: BaseException) -> str:
 
 def _with_owner(entry: Entry, record: PluginRecord) -> Entry:
     """The entry stamped with the plugin (and distribution, version) that returned it."""
-    owner: dict[str, Any] = {"plugin": record.name, "distribution": record.distribution, "version": record.version}
-    names = {f.name for f in dataclasses.fields(entry)}
-    return dataclasses.replace(entry, **{k: v for k, v in owner.items() if k in names})
+    return dataclasses.replace(entry, plugin=record.name, distribution=record.distribution, version=record.version)
 
 
 def _sorted_entrypoints() -> list[md.EntryPoint]:
