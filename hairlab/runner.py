@@ -107,7 +107,7 @@ def _tracked(job: Any, cfg: Any, host: Any, prepared: Prepared) -> Any:
         with interrupts.deferred():  # a signal during creation interrupts once the tracker exists
             # under torchrun every rank runs this job; rank 0 alone owns the run
             if world_from_env().main:
-                tracker = create_tracker(cfg, prepared.tags)
+                tracker = create_tracker(cfg, prepared.tags, prepared.where)
             in_sweep = getattr(tracker, "sweep", None) is not None
         result = _call(job, cfg, tracker, host)
         status = "FINISHED"
@@ -147,10 +147,11 @@ def _call(job: Any, cfg: Any, tracker: Any, host: Any) -> Any:
 
 
 class Prepared:
-    """What :func:`prepare` found: tags for the job's run, or the stored result of a skipped job."""
+    """What :func:`prepare` found: tags for the job's run, or the stored result of a skipped job,
+    and the store it opened (reused for the run)."""
 
-    def __init__(self, tags: dict[str, str], result: Any = None) -> None:
-        self.tags, self.result = tags, result
+    def __init__(self, tags: dict[str, str], result: Any = None, where: Any = None) -> None:
+        self.tags, self.result, self.where = tags, result, where
 
 
 def prepare(cfg: Any, ctx: Any) -> Prepared:
@@ -170,6 +171,7 @@ def prepare(cfg: Any, ctx: Any) -> Prepared:
     tags = {identity.TAG: key, resume.CHECKPOINT_DIR_TAG: str(checkpoints)}
 
     world = world_from_env()
+    where = None
     if settings["backend"] == "mlflow" and world.main:  # the ranks of torchrun other than 0 own no run
         from hairlab.tracking import reconcile
         from hairlab.tracking.factory import locate
@@ -199,7 +201,7 @@ def prepare(cfg: Any, ctx: Any) -> Prepared:
         if found is not None:
             allow = str(OmegaConf.select(cfg, "trainer.resume_mismatch", default="refuse")).lower() == "allow"
             ckpt.check_identity(found, key, params, allow=allow)
-    return Prepared(tags)
+    return Prepared(tags, where=where)
 
 
 def _reuse(where: Any, ctx: Any, run: Any, key: str) -> dict[str, Any]:

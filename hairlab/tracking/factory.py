@@ -39,8 +39,12 @@ class Location:
     sweep: Any = None
 
 
-def create_tracker(cfg: Any, tags: dict[str, str] | None = None) -> Tracker:
-    """A tracker for the current Hydra job (call inside a job); ``tags`` are added to the run's."""
+def create_tracker(cfg: Any, tags: dict[str, str] | None = None, where: Location | None = None) -> Tracker:
+    """A tracker for the current Hydra job (call inside a job); ``tags`` are added to the run's.
+
+    ``where`` is the store already opened for this job (the runner's :func:`locate`), so the
+    store is not opened twice.
+    """
     from hairlab.tracking.context import JobContext
 
     settings = tracking_settings(cfg)
@@ -49,7 +53,7 @@ def create_tracker(cfg: Any, tags: dict[str, str] | None = None) -> Tracker:
         tracker = LocalTracker(ctx.job_dir)
         tracker.set_tags(tags or {})
         return tracker
-    return open_mlflow_run(cfg, settings, ctx, locate(cfg, settings, ctx), tags)
+    return open_mlflow_run(cfg, settings, ctx, where or locate(cfg, settings, ctx), tags)
 
 
 def locate(cfg: Any, settings: dict[str, Any], ctx: Any) -> Location:
