@@ -137,7 +137,7 @@ def ui(
 @app.command("compare")
 def compare(
     experiment: Annotated[Optional[str], typer.Argument(help="MLflow experiment name (default: the newest).")] = None,
-    sort: Annotated[Optional[str], typer.Option("--sort", help="Metric to sort by, e.g. val/acc.")] = None,
+    sort: Annotated[Optional[str], typer.Option("--sort", help="Metric to sort by, e.g. val/acc or test/acc.")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
     plot: Annotated[
         Optional[Path], typer.Option("--plot", help="Write comparison curves (PNG) into this directory.")
@@ -147,12 +147,16 @@ def compare(
         bool, typer.Option("--group-seeds/--each-run",
                            help="Plot the seeds of one configuration as a mean line with a min-max band.")
     ] = True,
+    columns: Annotated[
+        Optional[str], typer.Option("--columns", "-c",
+                                    help="Columns to show, comma-separated names or patterns, e.g. 'run,lr,*acc'.")
+    ] = None,
 ) -> None:
-    """Compare the runs of an experiment: key params, final metrics, status."""
+    """Compare the runs of an experiment: the params that vary, final metrics, status."""
     from hairlab.commands.tracking import compare as impl
 
     impl(experiment=experiment, sort=sort, fmt=fmt.value, plot=plot, tracking_uri=tracking_uri,
-         group_seeds=group_seeds)
+         group_seeds=group_seeds, columns=columns)
 
 
 def entrypoint() -> None:

@@ -150,7 +150,11 @@ def test_seeds_of_one_configuration_share_a_line() -> None:
     for i, run in enumerate(runs):
         run.data.params.update({"data.load_s": str(0.2 + i / 10), "optimizer.lr": str(i // 2)})
     assert list(seed_groups(runs, ["optimizer.name", "seed"])) == ["optimizer.name=adam", "optimizer.name=sgd"]
-    assert list(seed_groups(runs)) == ["optimizer.lr=0, optimizer.name=adam", "optimizer.lr=1, optimizer.name=sgd"]
+    # optimizer.lr only differs with the optimizer's name (each preset's default): the name says it
+    assert list(seed_groups(runs)) == ["optimizer.name=adam", "optimizer.name=sgd"]
+    runs[1].data.params["optimizer.lr"] = "5"  # now it varies within adam: a setting of its own
+    assert list(seed_groups(runs)) == ["optimizer.lr=0, optimizer.name=adam", "optimizer.lr=5, optimizer.name=adam",
+                                       "optimizer.lr=1, optimizer.name=sgd"]
 
 
 def test_band_is_mean_min_max_over_shared_steps(tmp_path: Path) -> None:
@@ -253,3 +257,98 @@ def test_compare_reconciles_a_run_whose_process_is_gone(tmp_path: Path) -> None:
     assert statuses == {"killed -9": "KILLED", "alive": "RUNNING"}
     assert client.get_run(ghost.info.run_id).data.tags["hairlab.reconciled"] == "process gone"
     assert client.get_run(alive.info.run_id).info.status == "RUNNING"  # this very process: alive
+
+
+# -- a table that fits: 80-120 columns, params that vary, short names, --columns ----------------
+@pytest.fixture(scope="module")
+def model_sweep_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A `model=hairnet_cifar,alexnet optimizer.lr=...` sweep of the new store: test/* and the selection tag."""
+    from hairlab.tracking import store
+    from hairlab.tracking.mlflow_tracker import MLflowTracker
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('models') / 'mlflow.db'}"
+    client = store.client(uri)
+    exp = store.ensure_experiment(client, "models", uri)
+    parent = client.create_run(exp, run_name="sweep", tags={
+        "hairlab.sweep_parent": "true", "hairlab.swept_keys": "model,optimizer.lr"})
+    for i, (model, lr, acc) in enumerate([("hairnet_cifar", 0.001, 0.5), ("hairnet_cifar", 0.01, 0.7),
+                                           ("alexnet", 0.001, 0.6), ("alexnet", 0.01, 0.4)]):
+        name = f"model={model},optimizer.lr={lr}"
+        run = client.create_run(exp, run_name=name, tags={"mlflow.parentRunId": parent.info.run_id,
+                                                          "hairlab.selection_metric": "test/acc"})
+        t = MLflowTracker(client, run.info.run_id, plots=False)
+        stages = {f"model.stages.{s}.{k}": f"{model}-{s}-{k}" for s in range(6) for k in ("block", "width", "repeat")}
+        t.log_params({"model.name": model, "optimizer.lr": lr, "model.width_multiplier": 1.0, **stages})
+        t.log_metrics({"train/loss": 1.0 + i, "train/acc": 0.3, "test/acc": acc, "test/loss": 1.0 - acc,
+                       "throughput/img_s": 812.5 + i, "time/epoch_s": 12.25, "lr": lr}, step=1)
+        t.log_metrics({"model/params": 123456.0 * (i + 1), "hw/paper2012/latency_s": 0.0123}, step=0)
+        t.close("FINISHED")
+    client.set_terminated(parent.info.run_id)
+    return uri
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_table_fits_the_terminal_and_keeps_the_run_name(model_sweep_uri: str, width: int) -> None:
+    res = CliRunner().invoke(app, ["compare", "models", "--tracking-uri", model_sweep_uri],
+                             env={"COLUMNS": str(width)})
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    table = [line for line in lines if line[:1] in "┏┃┡│└"]
+    assert table and max(len(line) for line in table) <= width, "\n".join(lines)
+    assert "model=alexnet" in res.output  # the run name stays
+    assert "stages" not in res.output  # the model's name says what its stages are
+    header = next(line for line in lines if line.startswith("┃"))
+    assert "lr" in header and "model" in header and "test/acc" in header, header
+    assert "best by test/acc: model=hairnet_cifar,optimizer.lr=0.01" in res.output.replace("\n", "")
+    if width == 80:
+        assert "not shown (terminal width 80)" in res.output and "--columns picks" in res.output
+
+
+def test_columns_picks_what_to_show(model_sweep_uri: str) -> None:
+    res = CliRunner().invoke(app, ["compare", "models", "--tracking-uri", model_sweep_uri, "--columns",
+                                   "run,lr,test/*"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    header = next(line for line in res.output.splitlines() if line.startswith("┃"))
+    assert [c.strip() for c in header.strip("┃").split("┃")] == ["run", "lr", "test/acc", "test/loss"]
+    res = CliRunner().invoke(app, ["compare", "models", "--tracking-uri", model_sweep_uri, "-f", "csv",
+                                   "--columns", "run,optimizer.lr"])
+    assert res.output.splitlines()[0] == "run,optimizer.lr"
+    res = CliRunner().invoke(app, ["compare", "models", "--tracking-uri", model_sweep_uri, "--columns", "nope"])
+    assert isinstance(res.exception, HairlabError) and "--columns nope: no such column" in str(res.exception)
+
+
+def test_an_older_store_with_val_only_still_compares(store_uri: str) -> None:
+    """Runs from before the split names (val/* only, no selection tag) select on val/acc."""
+    res = CliRunner().invoke(app, ["compare", "adam_vs_sgd", "--tracking-uri", store_uri], env={"COLUMNS": "120"})
+    assert res.exit_code == 0, res.output
+    assert "best by val/acc: optimizer=sgd,optimizer.lr=0.1" in res.output.replace("\n", "")
+
+
+def test_selection_metric_tag_then_val_then_test() -> None:
+    from types import SimpleNamespace
+
+    from hairlab.tracking.summary import best_run, selection_metric
+
+    def run(tags: dict[str, str], metrics: dict[str, float], status: str = "FINISHED") -> Any:
+        return SimpleNamespace(info=SimpleNamespace(status=status, run_id="x", run_name="x"),
+                               data=SimpleNamespace(tags=tags, metrics=metrics, params={}))
+
+    assert selection_metric(run({"hairlab.selection_metric": "test/acc"}, {"val/acc": 1.0})) == "test/acc"
+    assert selection_metric(run({}, {"val/acc": 1.0, "test/acc": 0.5})) == "val/acc"
+    assert selection_metric(run({}, {"test/acc": 0.5})) == "test/acc"
+    assert selection_metric(run({}, {"train/acc": 0.5})) is None
+    a, b = run({}, {"val/acc": 0.6, "test/acc": 0.9}), run({}, {"val/acc": 0.7, "test/acc": 0.1})
+    nan = run({}, {"val/acc": float("nan")})
+    failed = run({}, {"val/acc": 0.99}, status="FAILED")
+    assert best_run([a, b, nan, failed]) == (b, "val/acc")  # selected on val, never on test, NaN or a failure
+    assert best_run([failed]) is None
+
+
+def test_short_names_stay_unique() -> None:
+    from hairlab.tracking.summary import short_names
+
+    names = short_names(["run", "optimizer.name", "optimizer.lr", "trainer.lr", "model.stages.1.activation",
+                         "throughput/img_s", "hw/paper2012/latency_s"])
+    assert names["optimizer.name"] == "optimizer" and names["model.stages.1.activation"] == "stages.1.activation"
+    assert names["optimizer.lr"] == "optimizer.lr" and names["trainer.lr"] == "trainer.lr"  # "lr" would clash
+    assert names["throughput/img_s"] == "img/s" and names["hw/paper2012/latency_s"] == "paper2012 s"

@@ -194,10 +194,13 @@ def compare(
     plot: Path | None = None,
     tracking_uri: str | None = None,
     group_seeds: bool = True,
+    columns: str | None = None,
 ) -> None:
     """Print a table of an experiment's runs (sweep parents left out).
 
     Ghost runs (RUNNING, but their process is gone) are closed first, so the table tells the truth.
+    The terminal table shows the params that vary, under short names, and drops the least needed
+    metrics when the terminal is narrow; ``columns`` (``--columns``) picks the columns instead.
     """
     from hairlab.tracking import store, summary
     from hairlab.tracking.plots import CURVE_METRICS, overlay_curves
@@ -220,20 +223,16 @@ def compare(
         if sort not in present:
             raise HairlabError(f"no run logged metric '{sort}'; metrics: {', '.join(present) or 'none'}")
     preferred = _swept_params(client, runs)
-    columns, rows = summary.table(runs, sort=sort, preferred_params=preferred)
+    all_columns, rows = summary.table(runs, sort=sort, preferred_params=preferred)
+    picked = summary.pick_columns(all_columns, columns) if columns else None
     if fmt == "table":
-        from rich.console import Console
-
+        best = summary.best_run(runs)
         title = f"{exp.name}: {len(rows)} runs" + (f", best {sort} first" if sort else "")
-        # The run name repeats the key params; the table keeps the narrower of the two.
-        fixed = {"run", "status", "note", "run_id", *summary.key_metrics(runs)}
-        has_params = any(c not in fixed for c in columns)
-        shown = [c for c in columns if c != "run_id" and not (c == "run" and has_params)]
-        for row in rows:
-            row["note"] = str(row.get("note", ""))[:40]
-        Console().print(summary.rich_table(shown, rows, title=title))
+        if best is not None:
+            title += f"; best by {best[1]}: {summary.run_label(best[0], runs)}"
+        print_table(all_columns, rows, title=title, selection=best[1] if best else sort, picked=picked)
     else:
-        typer.echo(summary.render(columns, rows, fmt), nl=False)
+        typer.echo(summary.render(picked or all_columns, rows, fmt), nl=False)
     if plot is not None:
         curves = summary.histories(client, runs, CURVE_METRICS)
         groups = summary.seed_groups(runs, preferred) if group_seeds else None
@@ -245,6 +244,31 @@ def compare(
         if not paths:
             raise HairlabError(f"no curves to plot: the runs logged none of {', '.join(CURVE_METRICS)}")
         typer.echo(f"wrote {len(paths)} plot(s) to {plot}: {', '.join(p.name for p in paths)}", err=True)
+
+
+def print_table(columns: list[str], rows: list[dict[str, Any]], *, title: str = "", selection: str | None = None,
+                picked: list[str] | None = None, console: Any = None) -> None:
+    """A runs table that fits the terminal: short headers, the least needed columns left out
+    (and named) when it is narrow, ``picked`` columns exactly when given."""
+    from hairlab.tracking import summary
+    from hairlab.training.progress import make_console
+
+    console = console or make_console()
+    for row in rows:
+        row["note"] = str(row.get("note", ""))[:40]
+    labels = summary.short_names(columns)
+    if picked:
+        shown, hidden = picked, []
+    else:
+        order = summary.display_order([c for c in columns if c != "run_id"], selection)
+        shown, hidden = summary.fit_columns(order, rows, console.width, labels)
+    console.print(summary.rich_table(shown, rows, title=title, labels=labels))
+    renamed = [f"{labels[c]}={c}" for c in shown if labels.get(c, c) != c and not c.endswith(".name")]
+    if renamed:
+        console.print(f"columns: {', '.join(renamed)}", style="dim", highlight=False)
+    if hidden:
+        console.print(f"not shown (terminal width {console.width}): {', '.join(hidden)}; --columns picks, "
+                      "--format csv shows all", style="dim", highlight=False)
 
 
 def _check_plot_dir(plot: Path) -> None:

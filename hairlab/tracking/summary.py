@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import math
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -20,6 +21,10 @@ KEY_METRICS = (
 HIGHER_IS_BETTER = ("acc", "throughput", "img_s")
 MAX_PARAM_COLUMNS = 8
 PARENT_TAG = "hairlab.sweep_parent"
+#: The metric a training run is judged by (``val/acc`` with a validation split, else ``test/acc``).
+SELECTION_TAG = "hairlab.selection_metric"
+#: Older runs carry no :data:`SELECTION_TAG`: these are tried in order.
+SELECTION_FALLBACK = ("val/acc", "test/acc")
 #: Parameters that differ between runs but say nothing about the setting compared.
 _NOISE_PARAMS = ("dataset.root", "trainer.output_dir", "data.load_s")
 
@@ -34,6 +39,61 @@ def outcome(run: Any) -> str:
 
 def is_parent(run: Any) -> bool:
     return run.data.tags.get(PARENT_TAG) == "true"
+
+
+def selection_metric(run: Any) -> str | None:
+    """The metric that picks ``run``'s best: its tag, else ``val/acc``, else ``test/acc`` it logged.
+
+    The tag is what the engine evaluated on (a validation split when there is one); the fallbacks
+    read stores written before the tag existed, where ``val/*`` could mean the test split.
+    """
+    tag = run.data.tags.get(SELECTION_TAG)
+    if tag:
+        return str(tag)
+    metrics = run.data.metrics
+    return next((m for m in SELECTION_FALLBACK if m in metrics), None)
+
+
+def best_run(runs: Sequence[Any]) -> tuple[Any, str] | None:
+    """The run with the best finite selection metric, and that metric's name; None when no run has one.
+
+    Runs are compared on the metric most of them select on (a sweep's jobs share one), so a run
+    judged on the test split is never ranked against one judged on a validation split.
+    """
+    named = [(r, selection_metric(r)) for r in runs if outcome(r) == "FINISHED"]
+    counts: dict[str, int] = {}
+    for _, metric in named:
+        if metric:
+            counts[metric] = counts.get(metric, 0) + 1
+    if not counts:
+        return None
+    metric = max(counts, key=lambda m: (counts[m], m == "val/acc"))
+    scored = [(r.data.metrics[metric], r) for r, m in named if m == metric and _finite(r.data.metrics.get(metric))]
+    if not scored:
+        return None
+    pick = max if higher_is_better(metric) else min
+    return pick(scored, key=lambda pair: pair[0])[1], metric
+
+
+def run_path(experiment_id: str, run_id: str) -> str:
+    """The MLflow UI's page of one run, relative to the UI's address."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def where_line(uri: str, experiment: str, experiment_id: str, run_id: str, what: str = "run") -> str:
+    """One line saying where a run's results are: its UI page, and how to open the UI.
+
+    A server store is a URL already; a local store (SQLite) is opened with ``hairlab ui``,
+    which serves it at http://localhost:5000 by default.
+    """
+    import os
+
+    page = run_path(experiment_id, run_id)
+    if uri.startswith(("http://", "https://")):
+        return f"{what} {run_id} in experiment '{experiment}': {uri.rstrip('/')}/{page}"
+    default = f"sqlite:///{os.path.abspath('mlflow.db')}"
+    ui = "hairlab ui" if uri in (default, os.environ.get("MLFLOW_TRACKING_URI")) else f"hairlab ui --tracking-uri {uri}"
+    return f"{what} {run_id} in experiment '{experiment}': `{ui}`, then http://localhost:5000/{page}"
 
 
 def fetch_runs(client: Any, experiment_ids: Sequence[str], filter_string: str = "") -> list[Any]:
@@ -89,7 +149,23 @@ def key_params(runs: Sequence[Any], preferred: Sequence[str] = ()) -> list[str]:
     ]
     everywhere = [k for k in varying if all(k in r.data.params for r in runs)]
     ordered = [k for k in preferred if k in varying] + [k for k in everywhere if k not in preferred]
+    ordered = [k for k in ordered if k in preferred or not _implied(k, ordered, runs)]
     return ordered[:MAX_PARAM_COLUMNS]
+
+
+def _implied(key: str, keys: Sequence[str], runs: Sequence[Any]) -> bool:
+    """True when ``key`` (``model.stages.3.width``) only differs because its group's choice
+    (``model.name``, also shown) does: a model sweep must not list every key of each preset."""
+    group = key.split(".", 1)[0]
+    chooser = f"{group}.name"
+    if key == chooser or chooser not in keys:
+        return False
+    seen: dict[Any, Any] = {}
+    for run in runs:
+        choice, value = run.data.params.get(chooser), run.data.params.get(key)
+        if seen.setdefault(choice, value) != value:
+            return False  # varies within one choice: a setting of its own
+    return True
 
 
 def key_metrics(runs: Sequence[Any]) -> list[str]:
@@ -180,7 +256,108 @@ def render(columns: Sequence[str], rows: Sequence[dict[str, Any]], fmt: str) -> 
     raise ValueError(f"unknown format {fmt!r}")
 
 
-def rich_table(columns: Sequence[str], rows: Sequence[dict[str, Any]], title: str = "") -> Any:
+#: Columns that may wrap onto several lines in a narrow terminal (each keeps at least this width).
+_FOLDING = {"run": 14, "note": 12}
+_METRIC_LABELS = {"throughput/img_s": "img/s", "time/epoch_s": "epoch_s", "model/params": "params"}
+
+
+def short_names(columns: Sequence[str]) -> dict[str, str]:
+    """Column -> its header in a terminal table: shorter, and still unique among ``columns``.
+
+    Parameters lose their group when the rest says it (``optimizer.lr`` -> ``lr``, ``optimizer.name``
+    -> ``optimizer``, ``model.stages.1.activation`` -> ``stages.1.activation``); a few metrics have
+    a short form.
+    Any clash falls back to the full name.
+    """
+    out = {c: _short(c) for c in columns}
+    counts: dict[str, int] = {}
+    for label in out.values():
+        counts[label] = counts.get(label, 0) + 1
+    return {c: label if label == c or (counts[label] == 1 and label not in columns) else c
+            for c, label in out.items()}
+
+
+def _short(column: str) -> str:
+    if column in _METRIC_LABELS:
+        return _METRIC_LABELS[column]
+    if column.startswith("hw/") and column.endswith("/latency_s"):
+        return column[len("hw/"):-len("/latency_s")] + " s"
+    if "/" in column or "." not in column:
+        return column
+    if column.endswith(".name"):
+        return column[: -len(".name")]
+    return column.split(".", 1)[1]  # the group is the reader's context: optimizer.lr -> lr
+
+
+def display_order(columns: Sequence[str], selection: str | None = None) -> list[str]:
+    """``columns`` by how much a reader needs them: name, status, params, the selection metric
+    and its loss, the note, then the other metrics (dropped first when the terminal is narrow)."""
+    metrics = [c for c in columns if c in KEY_METRICS or c.startswith("hw/")]
+    params = [c for c in columns if c not in metrics and c not in ("run", "status", "note", "run_id")]
+    first = [m for m in (selection, selection.replace("/acc", "/loss") if selection else None) if m in metrics]
+    rest = [m for m in metrics if m not in first]
+    order = ["run", "status", *params, *first, "note", *rest]
+    return [c for c in order if c in columns]
+
+
+def _cell_width(column: str, label: str, rows: Sequence[dict[str, Any]], width: int) -> int:
+    """What a column needs; the run name may wrap (onto two lines, about, when it is long)."""
+    cells = [_display(column, fmt_cell(r.get(column))) for r in rows]
+    natural = max([len(label), *(max((len(w) for w in c.split()), default=0) if column == "run" else len(c)
+                                 for c in cells)])
+    if column == "run":
+        longest = max((len(c) for c in cells), default=0)
+        return max(natural, min(longest, max(_FOLDING["run"], width // 4)))
+    return min(natural, max(_FOLDING[column], len(label))) if column in _FOLDING else natural
+
+
+#: A comma that starts the next ``key=value`` of a run name made of overrides.
+_NEXT_OVERRIDE = re.compile(r",(?=[+~]?[\w./@-]+=)")
+
+
+def _display(column: str, text: str) -> str:
+    """A run name of overrides wraps between them (``model=a optimizer.lr=0.1``: pasteable as is)."""
+    return _NEXT_OVERRIDE.sub(" ", text) if column == "run" else text
+
+
+def fit_columns(columns: Sequence[str], rows: Sequence[dict[str, Any]], width: int,
+                labels: dict[str, str] | None = None) -> tuple[list[str], list[str]]:
+    """The columns (in ``columns``' order, most needed first) whose table fits ``width``
+    characters, and the ones left out. ``run`` and ``status`` always stay."""
+    labels = labels or {c: c for c in columns}
+    shown: list[str] = []
+    used = 1  # the table's left border
+    hidden: list[str] = []
+    for c in columns:
+        need = _cell_width(c, labels.get(c, c), rows, width) + 3  # padding either side, one border
+        if c in ("run", "status") or (not hidden and used + need <= width):  # in order of need: no gaps
+            shown.append(c)
+            used += need
+        else:
+            hidden.append(c)
+    return shown, hidden
+
+
+def pick_columns(columns: Sequence[str], wanted: str) -> list[str]:
+    """``--columns run,lr,val/acc`` (names, short names or fnmatch patterns) -> table columns."""
+    import fnmatch
+
+    from hairlab.errors import HairlabError
+
+    labels = short_names(columns)
+    out: list[str] = []
+    for item in (w.strip() for w in wanted.split(",")):
+        if not item:
+            continue
+        found = [c for c in columns if fnmatch.fnmatchcase(c, item) or fnmatch.fnmatchcase(labels[c], item)]
+        if not found:
+            raise HairlabError(f"--columns {item}: no such column; columns: {', '.join(columns)}")
+        out.extend(c for c in found if c not in out)
+    return out
+
+
+def rich_table(columns: Sequence[str], rows: Sequence[dict[str, Any]], title: str = "",
+               labels: dict[str, str] | None = None) -> Any:
     from rich.table import Table
 
     tbl = Table(title=title or None)
@@ -188,12 +365,13 @@ def rich_table(columns: Sequence[str], rows: Sequence[dict[str, Any]], title: st
         textual = c in ("run", "status", "note", "run_id")
         numeric = not textual and any(isinstance(r.get(c), float) for r in rows)
         justify: Literal["right", "left"] = "right" if numeric else "left"
-        tbl.add_column(c, justify=justify, no_wrap=numeric or c == "status", overflow="fold")
+        tbl.add_column((labels or {}).get(c, c), justify=justify, no_wrap=c not in _FOLDING, overflow="fold",
+                       min_width=_FOLDING.get(c))
     styles = {"FINISHED": "green", "FAILED": "red", "KILLED": "yellow", "RUNNING": "cyan"}
     for r in rows:
         status = str(r.get("status", ""))
         style = "magenta" if status.startswith("DIVERGED") else styles.get(status, "")
-        tbl.add_row(*[fmt_cell(r.get(c)) for c in columns], style=style or None)
+        tbl.add_row(*[_display(c, fmt_cell(r.get(c))) for c in columns], style=style or None)
     return tbl
 
 
