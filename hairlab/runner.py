@@ -12,6 +12,13 @@ run is FINISHED and tagged ``diverged=true`` with ``diverged_step``.
 Inside a tracked sweep (the MLflow sweep callback is active) a failing job is recorded and
 the sweep goes on; the callback then reports every failure and exits non-zero. Outside one,
 the error propagates as usual.
+
+What a job returns is what its sweeper needs (:mod:`hairlab.search.objective`): with an
+``objective`` configured, or a sweeper that reads returns (Optuna), the objective's float(s),
+read from the job's result and the metrics it logged (``hw/<target>/*`` too); a failed or
+diverged job returns the failed-trial value (NaN(s), ``None`` for Optuna's sweeper). A
+skipped job (resume) returns the float(s) of the run it reuses. Without either, the job's
+result dict, as before (Hydra's basic sweeper ignores it).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import logging
 from typing import Any
 
 from hairlab.errors import HairlabError, TrainingDiverged
+from hairlab.search import objective
 from hairlab.tracking.rundir import register_resolvers
 
 log = logging.getLogger(__name__)
@@ -67,13 +75,42 @@ def task_function(cfg: Any) -> Any:
     interrupts.install()  # SIGTERM/SIGINT close the run as KILLED (main thread of this process)
     host = get_host()
     check_config(cfg, host)  # every value checked before any run exists (issue 11)
+    hydra_cfg = _hydra_config()
+    objectives = objective.check(cfg, host, hydra_cfg)
     job = resolve_task(str(cfg.get("task", "train")))
     try:
         with interrupts.job():
-            return _run(job, cfg, host)
+            result = _run(job, cfg, host)
+        return objective.job_return(objectives, result, optuna=objective.is_optuna(hydra_cfg))
     except interrupts.Interrupted as exc:
         # the run is closed (KILLED) by now: exit 130 / 143 without a traceback
         raise SystemExit(exc.exit_code) from None
+
+
+def _hydra_config() -> Any:
+    """The job's Hydra config (its sweeper), or None outside a Hydra app (a direct call)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
+class _Recording:
+    """The job's tracker, remembering the last value of every metric logged through it.
+
+    The job's result dict holds its final metrics; the objective may name one it logged on
+    the way (``hw/<target>/latency_s`` is logged at step 0), which this keeps.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.last: dict[str, float] = {}
+
+    def log_metrics(self, metrics: Any, step: int) -> None:
+        self.last.update({str(k): v for k, v in dict(metrics).items()})
+        self._inner.log_metrics(metrics, step)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
 
 
 def _run(job: Any, cfg: Any, host: Any) -> Any:
@@ -109,8 +146,11 @@ def _tracked(job: Any, cfg: Any, host: Any, prepared: Prepared) -> Any:
             if world_from_env().main:
                 tracker = create_tracker(cfg, prepared.tags, prepared.where)
             in_sweep = getattr(tracker, "sweep", None) is not None
-        result = _call(job, cfg, tracker, host)
+        recording = _Recording(tracker)
+        result = _call(job, cfg, recording, host)
         status = "FINISHED"
+        if isinstance(result, dict):  # the objective may name a metric logged on the way
+            return {**recording.last, **result}
         return result
     except KeyboardInterrupt as exc:
         status = "KILLED"
@@ -216,7 +256,11 @@ def _reuse(where: Any, ctx: Any, run: Any, key: str) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - the record file still links it
             log.warning("could not tag the reused run %s: %s", run.info.run_id, exc)
     log.info("skipped: job key %s already has FINISHED run %s (%s)", key[:12], run.info.run_id, run.info.run_name)
-    return resume.stored_result(run)
+    result = resume.stored_result(run)
+    selection = run.data.tags.get("hairlab.selection_metric")
+    if selection:  # the objective's default metric, as the run chose it
+        result.setdefault("selection_metric", selection)
+    return result
 
 
 def checkpoint_dir(cfg: Any, job_dir: Any) -> Any:
