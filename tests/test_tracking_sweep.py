@@ -45,10 +45,15 @@ def toy_job(cfg: Any, tracker: Any) -> float:
         if mode == "hang" and step == 2:
             Path(str(toy.marker)).touch()
             time.sleep(120)
-        if step % 3 == 0:
-            tracker.log_metrics({"val/loss": loss * 1.1, "val/acc": 1 - loss / 2.5, "time/epoch_s": 0.5},
+        if step % 3 == 0:  # +toy.split=test: no validation split, the evaluation is the test split's
+            split = str(toy.get("split", "val"))
+            tracker.log_metrics({f"{split}/loss": loss * 1.1, f"{split}/acc": 1 - loss / 2.5, "time/epoch_s": 0.5},
                                 step=step)
-    tracker.set_tags({"data.checksum": "toy"})
+    if toy.get("split") == "test":
+        tracker.set_tags({"hairlab.selection_metric": "test/acc"})
+    from hairlab.training.progress import sweep_position
+
+    tracker.set_tags({"data.checksum": "toy", "toy.position": sweep_position() or "none"})
     return loss
 
 
@@ -151,6 +156,35 @@ def test_parallel_joblib_sweep_loses_nothing(tmp_path: Path) -> None:
     assert len({r.data.tags["hairlab.job_dir"] for r in children}) == 4
 
 
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_sweep_end_shows_its_jobs_the_best_and_where(tmp_path: Path, split: str) -> None:
+    """The end of a sweep: a table of its jobs, the best one by the jobs' selection metric, and the
+    MLflow UI path of the parent; each job knew its position (job N/3)."""
+    res = hairlab(["-m", TOY, "tracking.experiment=ends", "optimizer.lr=0.1,0.5,0.3", f"+toy.split={split}"],
+                  tmp_path, COLUMNS="100")
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    parent, children = runs_of(tmp_path, "ends")
+    metric = "val/acc" if split == "val" else "test/acc"
+    best = max(children, key=lambda r: r.data.metrics[metric])
+    assert best.data.params["optimizer.lr"] == "0.5"
+    assert parent.data.tags["hairlab.best_metric"] == metric
+    assert parent.data.tags["hairlab.best_run"] == best.info.run_id
+    assert parent.data.metrics["sweep/best_acc"] == pytest.approx(best.data.metrics[metric])
+    assert "sweep/best_val_acc" not in parent.data.metrics
+    assert sorted(r.data.tags["toy.position"] for r in children) == ["job 1/3", "job 2/3", "job 3/3"]
+    out = res.stdout
+    table = [line for line in out.splitlines() if line.startswith("│")]
+    assert len(table) == 3 and all("FINISHED" in line for line in table), out
+    assert max(len(line) for line in out.splitlines() if line[:1] in "┏┃┡│└") <= 100, out
+    assert f"best by {metric}: optimizer.lr=0.5" in out
+    exp_id = parent.info.experiment_id
+    assert f"#/experiments/{exp_id}/runs/{parent.info.run_id}" in out and "`hairlab ui`" in out, out
+    if split == "test":
+        c = client(tmp_path)
+        curves = {a.path for a in c.list_artifacts(parent.info.run_id, "curves")}
+        assert "curves/test_acc.png" in curves and "curves/val_acc.png" not in curves
+
+
 def test_single_run_failure_is_recorded_without_parent(tmp_path: Path) -> None:
     bad = hairlab([TOY, "tracking.experiment=single", "+toy.mode=fail"], tmp_path)
     assert bad.returncode != 0
@@ -221,7 +255,8 @@ def test_engine_sweep_in_parallel_logs_every_metric(tmp_path: Path) -> None:
     c = client(tmp_path)
     for run in children:
         assert run.info.status == "FINISHED"
-        assert run.data.params["data.train_examples"] == "64"
+        assert run.data.tags["data.train_examples"] == "64"  # data facts are tags: params are config only
+        assert not any(k.startswith("data.") for k in run.data.params)
         assert run.data.metrics["model/params"] > 1000
         assert "hw/paper2012/latency_s" in run.data.metrics
         for key in ENGINE_METRICS:

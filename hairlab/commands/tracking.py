@@ -230,7 +230,7 @@ def compare(
         title = f"{exp.name}: {len(rows)} runs" + (f", best {sort} first" if sort else "")
         if best is not None:
             title += f"; best by {best[1]}: {summary.run_label(best[0], runs)}"
-        print_table(all_columns, rows, title=title, selection=best[1] if best else sort, picked=picked)
+        summary.print_table(all_columns, rows, title=title, selection=best[1] if best else sort, picked=picked)
     else:
         typer.echo(summary.render(picked or all_columns, rows, fmt), nl=False)
     if plot is not None:
@@ -244,31 +244,6 @@ def compare(
         if not paths:
             raise HairlabError(f"no curves to plot: the runs logged none of {', '.join(CURVE_METRICS)}")
         typer.echo(f"wrote {len(paths)} plot(s) to {plot}: {', '.join(p.name for p in paths)}", err=True)
-
-
-def print_table(columns: list[str], rows: list[dict[str, Any]], *, title: str = "", selection: str | None = None,
-                picked: list[str] | None = None, console: Any = None) -> None:
-    """A runs table that fits the terminal: short headers, the least needed columns left out
-    (and named) when it is narrow, ``picked`` columns exactly when given."""
-    from hairlab.tracking import summary
-    from hairlab.training.progress import make_console
-
-    console = console or make_console()
-    for row in rows:
-        row["note"] = str(row.get("note", ""))[:40]
-    labels = summary.short_names(columns)
-    if picked:
-        shown, hidden = picked, []
-    else:
-        order = summary.display_order([c for c in columns if c != "run_id"], selection)
-        shown, hidden = summary.fit_columns(order, rows, console.width, labels)
-    console.print(summary.rich_table(shown, rows, title=title, labels=labels))
-    renamed = [f"{labels[c]}={c}" for c in shown if labels.get(c, c) != c and not c.endswith(".name")]
-    if renamed:
-        console.print(f"columns: {', '.join(renamed)}", style="dim", highlight=False)
-    if hidden:
-        console.print(f"not shown (terminal width {console.width}): {', '.join(hidden)}; --columns picks, "
-                      "--format csv shows all", style="dim", highlight=False)
 
 
 def _check_plot_dir(plot: Path) -> None:

@@ -375,6 +375,32 @@ def rich_table(columns: Sequence[str], rows: Sequence[dict[str, Any]], title: st
     return tbl
 
 
+def print_table(columns: list[str], rows: list[dict[str, Any]], *, title: str = "", selection: str | None = None,
+                picked: list[str] | None = None, console: Any = None,
+                hint: str = "--columns picks, --format csv shows all") -> None:
+    """A runs table that fits the terminal: short headers, the least needed columns left out
+    (and named) when it is narrow, ``picked`` columns exactly when given."""
+    from hairlab.training.progress import make_console
+
+    console = console or make_console()
+    for row in rows:
+        row["note"] = str(row.get("note", ""))[:40]
+    labels = short_names(columns)
+    hidden: list[str] = []
+    if picked:
+        shown = picked
+    else:
+        order = display_order([c for c in columns if c != "run_id"], selection)
+        shown, hidden = fit_columns(order, rows, console.width, labels)
+    console.print(rich_table(shown, rows, title=title, labels=labels))
+    renamed = [f"{labels[c]}={c}" for c in shown if labels.get(c, c) != c and not c.endswith(".name")]
+    if renamed:
+        console.print(f"columns: {', '.join(renamed)}", style="dim", highlight=False)
+    if hidden:
+        console.print(f"not shown (terminal width {console.width}): {', '.join(hidden)}; {hint}",
+                      style="dim", highlight=False)
+
+
 Curves = dict[str, dict[str, list[tuple[int, float]]]]
 
 

@@ -33,8 +33,13 @@ from hydra.experimental.callback import Callback
 
 log = logging.getLogger(__name__)
 
-#: Curves drawn on the parent run, one PNG each (like the paper's Figures 3 and 4).
-SWEEP_CURVES = ("train/loss", "val/loss", "train/acc", "val/acc")
+#: Curves drawn on the parent run, one PNG each (like the paper's Figures 3 and 4), when logged.
+SWEEP_CURVES = ("train/loss", "val/loss", "test/loss", "train/acc", "val/acc", "test/acc")
+#: The parent's metric: the best job's selection metric (``val/acc``, else ``test/acc``); the tags
+#: :data:`BEST_METRIC_TAG` and :data:`BEST_RUN_TAG` say which metric (so which split) and which run.
+BEST_METRIC = "sweep/best_acc"
+BEST_METRIC_TAG = "hairlab.best_metric"
+BEST_RUN_TAG = "hairlab.best_run"
 #: Seconds an interrupted sweep waits for its jobs in other processes to close their runs.
 CLOSE_WAIT_S = 60.0
 #: A job still RUNNING this long after the launching process was interrupted gets the signal
@@ -92,6 +97,7 @@ class SweepCallback(Callback):
         except HairlabError as exc:  # bad values: refused before the parent run or any job exists
             print(f"hairlab: {exc}", file=sys.stderr)
             raise SystemExit(exc.exit_code) from None
+        _announce_job_count(config)
         if tracking_settings(config)["backend"] != "mlflow":
             return
         try:
@@ -161,6 +167,9 @@ class SweepCallback(Callback):
         )
         self.state.save()
         self.fail_on_diverged = bool(settings.get("fail_on_diverged", True))
+        from hairlab.search.front import config_view
+
+        self.front_config = config_view(config)  # the Pareto front's objectives, for _finish
         self._started = time.time()
         self._done = False
         atexit.register(self._abort)
@@ -287,15 +296,21 @@ class SweepCallback(Callback):
                        Metric("sweep/trained", float(trained), now, 0),
                        Metric("sweep/resumed", float(resumed), now, 0),
                        Metric("sweep/skipped", float(len(skipped)), now, 0)]
-            best = [r["val/acc"] for r in rows if isinstance(r.get("val/acc"), float)]
-            if best:
-                metrics.append(Metric("sweep/best_val_acc", max(best), now, 0))
             tags = [RunTag("hairlab.sweep_status", text or "no jobs"),
                     RunTag("mlflow.note.content", f"Sweep {state.sweep_id}: {text}\n\n{md}"[:8000])]
+            best = summary.best_run(everything)
+            if best is not None:  # selected on the jobs' own selection metric: val when they have it
+                run, metric = best
+                metrics.append(Metric(BEST_METRIC, float(run.data.metrics[metric]), now, 0))
+                tags += [RunTag(BEST_METRIC_TAG, metric), RunTag(BEST_RUN_TAG, run.info.run_id)]
             store.retrying(lambda: client.log_batch(state.parent_run_id, metrics=metrics, tags=tags))
+        from hairlab.search.front import log_sweep_front
+
+        log_sweep_front(client, state.parent_run_id, everything, getattr(self, "front_config", {}),
+                        _param_names(everything, state.swept_keys))  # prints, plots, tags the front (H4)
         store.retrying(lambda: client.set_terminated(state.parent_run_id, status=status))
         jobs = f"{trained} trained, {resumed} resumed, {len(skipped)} skipped"
-        _report(state, rows, f"{jobs} ({text or 'no jobs'})", bad, missing, status)
+        _report(state, columns, rows, f"{jobs} ({text or 'no jobs'})", bad, missing, status, best)
         return failed
 
 
@@ -303,9 +318,11 @@ def _check_sweep(config: Any) -> None:
     """The checks of issue 11: the sweep's config and (basic sweeper) every job's, before the parent exists."""
     from hairlab.contract import check_config, check_sweep
     from hairlab.plugin_manager import get_host
+    from hairlab.search.objective import check as check_objective
 
     host = get_host()
     check_config(config, host)
+    check_objective(config, host, config.get("hydra"))  # objective vs sweeper, before any trial
     check_sweep(config, host)
 
 
@@ -358,14 +375,45 @@ def _upload(client: Any, run_id: str, directory: Path, artifact_path: str) -> No
     store.retrying(lambda: client.log_artifacts(run_id, str(directory), artifact_path))
 
 
-def _report(state: Any, rows: list[dict[str, Any]], text: str, bad: list[dict[str, Any]], missing: int,
-            status: str) -> None:
-    print(f"[hairlab] sweep {state.sweep_id}: {text or 'no jobs'}; parent run {state.parent_run_id} "
-          f"({status}) in experiment '{state.experiment}' at {state.uri}")
+def _report(state: Any, columns: list[str], rows: list[dict[str, Any]], text: str, bad: list[dict[str, Any]],
+            missing: int, status: str, best: tuple[Any, str] | None = None) -> None:
+    """The end of a sweep: its jobs' table (swept params, final metrics), the best job, where it all is."""
+    from hairlab.tracking import summary
+
+    print(f"[hairlab] sweep {state.sweep_id}: {text or 'no jobs'}", flush=True)
+    if rows:
+        try:
+            summary.print_table(columns, [dict(r) for r in rows], title=f"sweep {state.sweep_id}: {len(rows)} jobs",
+                                selection=best[1] if best else None,
+                                hint=f"`hairlab compare {state.experiment} --columns ...` picks")
+        except Exception as exc:  # noqa: BLE001 - the table is a convenience; the summary is logged
+            log.warning("sweep table: %s", exc)
+    if best is not None:
+        run, metric = best
+        print(f"[hairlab] best by {metric}: {run.info.run_name} ({metric} {summary.fmt_cell(run.data.metrics[metric])})")
+    where = summary.where_line(state.uri, state.experiment, state.experiment_id, state.parent_run_id, "parent run")
+    print(f"[hairlab] {where} ({status})")
     for row in bad[:10]:
         note = f": {row['note']}" if row.get("note") else ""
         print(f"[hairlab]   {row['status']}: {row['run']}{note}")
     if missing:
         print(f"[hairlab]   {missing} job(s) left no run (see the job logs under {state.sweep_dir})")
     if bad or missing:
-        print("[hairlab] `hairlab compare` shows the whole table; `hairlab ui` opens it in MLflow")
+        print(f"[hairlab] `hairlab compare {state.experiment}` shows the whole table")
+
+
+def _announce_job_count(config: Any) -> None:
+    """Tell the jobs how many there are (``job 3/12`` in their progress) through the environment,
+    which launchers' worker processes (joblib, submitit) inherit."""
+    from hairlab.contract.preflight import sweep_jobs
+    from hairlab.training.progress import ENV_SWEEP_JOBS
+
+    try:
+        jobs = sweep_jobs(config)
+        total = len(jobs) if jobs is not None else config.hydra.sweeper.get("n_trials")
+    except Exception:  # noqa: BLE001 - a job count is a convenience
+        total = None
+    if isinstance(total, int) and total > 0:
+        os.environ[ENV_SWEEP_JOBS] = str(total)
+    else:
+        os.environ.pop(ENV_SWEEP_JOBS, None)
