@@ -92,10 +92,13 @@ def test_train_job_logs_every_metric_and_checkpoints(tmp_path: Path) -> None:
     assert rows[0]["step"] == 0 and rows[0]["model/params"] == result["model/params"] > 0
     epochs = [r for r in rows if "train/loss" in r]
     assert [r["step"] for r in epochs] == [3, 6]
-    for name in ("train/loss", "train/acc", "val/loss", "val/acc", "lr", "throughput/img_s", "time/epoch_s"):
+    for name in ("train/loss", "train/acc", "test/loss", "test/acc", "lr", "throughput/img_s", "time/epoch_s"):
         assert all(math.isfinite(r[name]) for r in epochs), name
+    assert not any(k.startswith("val/") for r in rows for k in r)  # no val split: nothing is called val
+    assert tracker.tags["hairlab.selection_metric"] == "test/acc" == result["selection_metric"]
+    assert tracker.tags["hairlab.stop_reason"] == "epochs" == result["stop_reason"]
     assert epochs[1]["train/loss"] < epochs[0]["train/loss"]
-    assert "data.normalize_mean" in tracker.params or any(k.startswith("data.") for k in tracker.params)
+    assert any(k.startswith("data.") for k in tracker.tags)  # the dataset's facts (tags, not params)
     state = torch.load(tmp_path / "ckpt" / "last.pt", weights_only=True)  # safe loading works
     assert state["epoch"] == 2 and state["step"] == 6 and set(state["rng"]) >= {"torch", "data"}
 
@@ -169,10 +172,10 @@ def test_eval_every_adds_mid_epoch_points_without_changing_training(tmp_path: Pa
     plain_pts = {int(r["step"]): r for r in plain if "train/loss" in r}
     dense_pts = {int(r["step"]): r for r in dense if "train/loss" in r}
     assert sorted(plain_pts) == [3, 6] and sorted(dense_pts) == [2, 3, 4, 6]  # 3 steps per epoch
-    assert all("val/acc" in r for r in dense_pts.values())
+    assert all("test/acc" in r for r in dense_pts.values())
     assert dense_pts[2]["epoch"] == pytest.approx(2 / 3) and dense_pts[4]["epoch"] == pytest.approx(1 + 1 / 3)
     # evaluating mid-epoch leaves training alone: the end of the run is the same
-    assert dense_pts[6]["val/loss"] == pytest.approx(plain_pts[6]["val/loss"], rel=1e-6)
+    assert dense_pts[6]["test/loss"] == pytest.approx(plain_pts[6]["test/loss"], rel=1e-6)
     # each point's train loss covers the steps since the previous point
     epoch1 = (2 * dense_pts[2]["train/loss"] + dense_pts[3]["train/loss"]) / 3
     assert epoch1 == pytest.approx(plain_pts[3]["train/loss"], rel=1e-6)
@@ -182,15 +185,26 @@ def test_options_schedules_smoothing_flip_and_val_split(tmp_path: Path) -> None:
     cfg = make_cfg(tmp_path, schedule="onecycle", label_smoothing=0.1, tta_flip=True, warmup=2,
                    threads=1, channels_last=False)
     cfg.dataset.val_size = 16
-    result, rows, _ = run(cfg, tmp_path / "run")
+    result, rows, tracker = run(cfg, tmp_path / "run")
     epochs = [r for r in rows if "train/loss" in r]
     assert epochs[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # one-cycle ends at min_lr_ratio=0
     assert "test/acc" in result and any("test/acc" in r for r in rows)
+    # with a val split, the points are val/*, test/* comes once at the end, and val/acc ranks the run
+    assert all("val/acc" in r and "test/acc" not in r for r in epochs)
+    assert [r["step"] for r in rows if "test/acc" in r] == [epochs[-1]["step"]]
+    assert tracker.tags["hairlab.selection_metric"] == "val/acc" == result["selection_metric"]
     assert torch.get_num_threads() == 1
 
 
 @pytest.mark.parametrize("key,value,match", [
-    ("epochs", "many", r"^trainer\.epochs='many': expected int \(trainer settings of hairlab\)"),
+    ("epochs", "many", r"^trainer\.epochs='many': expected int or null \(trainer settings of hairlab\)"),
+    ("epochs", 0, r"^trainer\.epochs=0: expected an integer >= 1 or null"),
+    ("checkpoint", "always", r"^trainer\.checkpoint='always': expected last, best, both or none"),
+    ("early_stop", {"patience": 0}, r"^trainer\.early_stop\.patience=0: expected an integer >= 1 \(trainer"),
+    ("early_stop", {"mode": "up"}, r"^trainer\.early_stop\.mode='up': expected 'max' \| 'min'"),
+    ("early_stop", {"min_delta": -1}, r"^trainer\.early_stop\.min_delta=-1.0: expected a number >= 0"),
+    ("early_stop", {"wait": 2}, r"^trainer\.early_stop\.wait is not an option of trainer settings"),
+    ("early_stop", "soon", r"^trainer\.early_stop='soon': expected EarlyStopConfig or bool or null"),
     ("max_steps", 0, r"^trainer\.max_steps=0: expected an integer >= 1 or null"),
     ("eval_every", 0, r"^trainer\.eval_every=0: expected an integer >= 1 or null"),
     ("grad_clip", -1, r"^trainer\.grad_clip=-1.0: expected a number > 0 or null"),
@@ -231,7 +245,7 @@ def test_hairlab_run_cli(tmp_path: Path) -> None:
                     "hw_targets=[]", f"hydra.run.dir={out}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = read_metrics(out)
-    assert any("val/acc" in r for r in rows) and (out / "checkpoints" / "last.pt").is_file()
+    assert any("test/acc" in r for r in rows) and (out / "checkpoints" / "last.pt").is_file()
     assert json.loads((out / "tags.json").read_text())["status"] == "FINISHED"
 
 

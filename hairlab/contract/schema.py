@@ -141,6 +141,10 @@ def check(schema: type | None, options: Mapping[str, Any], *, where: str, owner:
             valid = ", ".join(sorted(names)) or "none"
             raise HairlabError(f"{where}.{key} is not an option of {owner}; valid options: {valid}")
         tp = tps.get(key, Any)
+        nested = _nested(tp)
+        if nested is not None and isinstance(value, Mapping):  # e.g. trainer.early_stop={patience: 5}
+            opts[key] = nested(**check(nested, value, where=f"{where}.{key}", owner=owner))
+            continue
         try:
             opts[key] = coerce(value, tp)
         except (ValueError, TypeError):
@@ -162,6 +166,12 @@ def check(schema: type | None, options: Mapping[str, Any], *, where: str, owner:
 def instance(schema: type, options: Mapping[str, Any], *, where: str, owner: str) -> Any:
     """The schema object for ``options`` (a core settings node such as the trainer's)."""
     return schema(**check(schema, options, where=where, owner=owner))
+
+
+def _nested(tp: Any) -> type | None:
+    """The dataclass ``tp`` is (or that its union holds): an option that is itself a group of options."""
+    args = typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else (tp,)
+    return next((a for a in args if isinstance(a, type) and dataclasses.is_dataclass(a)), None)
 
 
 def _qualify(message: str, where: str, names: list[str]) -> str:

@@ -98,6 +98,10 @@ def _spec(value: Any) -> Any:
 
 def _simplify(tp: Any) -> Any:
     origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType) and any(dataclasses.is_dataclass(a) for a in typing.get_args(tp)):
+        # an optional group of options (trainer.early_stop): OmegaConf's Optional[dataclass] = None
+        # node refuses every override of its keys, so Hydra holds it as Any and hairlab's check types it
+        return Any
     if origin is Literal:
         args = typing.get_args(tp)
         return type(args[0]) if args else Any

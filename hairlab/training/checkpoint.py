@@ -21,6 +21,9 @@ from hairlab.errors import HairlabError
 
 FORMAT = 1
 LAST = "last.pt"
+#: The weights of the best curve point by the selection metric (``trainer.checkpoint=best|both``):
+#: model state, epoch, step and ``best`` = {metric, value, step}; not resumable (no optimizer).
+BEST = "best.pt"
 
 #: The identity of the job running in this process (set by the runner), stored in every checkpoint.
 _identity: dict[str, Any] = {}

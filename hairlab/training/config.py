@@ -6,13 +6,16 @@ Stored in Hydra's ConfigStore as ``trainer/default`` (there is no YAML); ranges 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Optional, Union
 
 from hairlab.contract.schema import opt
+from hairlab.training.early_stop import EarlyStopConfig
 
 SCHEDULES = ("constant", "warmup", "cosine", "onecycle")
 EVAL_SPLITS = ("auto", "val", "test", "none")
+CHECKPOINTS = ("last", "best", "both", "none")
 AMP = ("auto", "true", "on", "1", "false", "off", "none", "0", "bf16", "bfloat16", "fp16", "float16")
 
 
@@ -20,8 +23,10 @@ AMP = ("auto", "true", "on", "1", "false", "off", "none", "0", "bf16", "bfloat16
 class EngineConfig:
     """How a model is trained: length, batches, device, precision, schedule, evaluation, checkpoints."""
 
-    epochs: int = opt(1, "training epochs (with max_steps, whichever ends first)")
-    max_steps: Optional[int] = opt(None, "stop after this many optimizer steps in all; null = epochs decide")
+    epochs: Optional[int] = opt(None, "passes over the training split; null = 1, or as many as max_steps needs "
+                                      "when max_steps is set")
+    max_steps: Optional[int] = opt(None, "optimizer steps in all; with epochs set too, whichever ends first; "
+                                         "null = epochs decide")
     batch_size: int = opt(128, "training batch size (the global batch under torchrun)")
     eval_batch_size: Optional[int] = opt(None, "evaluation batch size; null = 2 x batch_size")
     device: str = opt("auto", "auto = cuda, then mps, then cpu; or cpu, cuda, cuda:N, mps")
@@ -45,19 +50,22 @@ class EngineConfig:
     eval_every: Optional[int] = opt(None, "also a curve point (train metrics + evaluation) every N steps; "
                                           "null = per epoch")
     progress: bool = opt(True, "rich progress bar and one summary line per epoch")
-    checkpoint: bool = opt(True, "write checkpoints/last.pt in the job directory after every epoch")
+    checkpoint: Union[bool, str] = opt(
+        "last", "last (last.pt after every epoch, for resume), best (best.pt by the selection metric), both or "
+                "none; true = last, false = none")
     checkpoint_dir: Optional[str] = opt(None, "where checkpoints go; null = <job dir>/checkpoints")
     resume: Union[str, bool, None] = opt(None, "a killed run's job dir or checkpoint file; auto = this job's own")
     resume_mismatch: Literal["refuse", "allow"] = opt(
         "refuse", "continue a trainer.resume checkpoint whose job key differs (another lr, optimizer, code "
                   "version): refuse (one-line error naming the keys) or allow")
+    early_stop: Union[EarlyStopConfig, bool, None] = opt(
+        None, "stop when a metric stops improving: {metric, mode, patience, min_delta}; true = the defaults; "
+              "null = off")
 
     def __post_init__(self) -> None:
         if str(self.amp).lower() not in AMP:
             raise ValueError(f"amp={self.amp!r}: expected auto, true, false, bf16 or fp16")
-        if self.epochs < 1 and self.max_steps is None:
-            raise ValueError(f"epochs={self.epochs}: expected an integer >= 1 (or set trainer.max_steps)")
-        for key in ("max_steps", "eval_batch_size", "eval_every", "threads"):
+        for key in ("epochs", "max_steps", "eval_batch_size", "eval_every", "threads"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ValueError(f"{key}={value}: expected an integer >= 1 or null")
@@ -72,3 +80,24 @@ class EngineConfig:
             raise ValueError(f"warmup={self.warmup}: expected a number >= 0")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio={self.min_lr_ratio}: expected a number in [0, 1]")
+        self.checkpoint = _checkpoint_mode(self.checkpoint)
+        if self.early_stop is True:
+            self.early_stop = EarlyStopConfig()
+        elif self.early_stop is False:
+            self.early_stop = None
+        elif isinstance(self.early_stop, Mapping):  # built directly rather than through the config check
+            self.early_stop = EarlyStopConfig(**self.early_stop)
+
+    @property
+    def stopping(self) -> EarlyStopConfig | None:
+        """``early_stop`` as its schema object, or None when off."""
+        return self.early_stop if isinstance(self.early_stop, EarlyStopConfig) else None
+
+
+def _checkpoint_mode(value: Union[bool, str]) -> str:
+    """``trainer.checkpoint`` as one of :data:`CHECKPOINTS` (the old booleans still mean last / none)."""
+    text = str(value).lower()
+    mode = {"true": "last", "false": "none"}.get(text, text)
+    if mode not in CHECKPOINTS:
+        raise ValueError(f"checkpoint={value!r}: expected last, best, both or none (true = last, false = none)")
+    return mode

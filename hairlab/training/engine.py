@@ -8,6 +8,14 @@ where divergence is detected (with the exact step, since every loss is kept unti
 Curves have one point per epoch by default; ``eval_every`` adds a point every N optimizer steps
 (train loss/accuracy since the previous point, then an evaluation), so a sweep that trains for a
 fraction of an epoch on the full split still draws a curve (the paper's Figures 3 and 4).
+
+Every figure is named for what it measured: an evaluation of split S logs ``S/loss`` and
+``S/acc`` (``test/*`` when no validation split exists, never ``val/*``), and every training
+figure covers one window, the steps since the previous curve point: the progress bar's running
+loss, the logged ``train/loss`` and the summary line of that point are the same number.
+
+At each curve point the engine keeps ``best.pt`` by the run's selection metric (``val/acc``
+with a val split, else ``test/acc``) and asks the early stopper whether to end the run there.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from hairlab.errors import HairlabError, TrainingDiverged
 from hairlab.training import checkpoint as ckpt
 from hairlab.training.config import EngineConfig
 from hairlab.training.distributed import World, all_sum, wrap
+from hairlab.training.early_stop import EarlyStopping
 from hairlab.training.progress import EpochProgress
 from hairlab.training.runtime import amp_dtype
 from hairlab.training.schedules import make_scheduler
@@ -31,6 +40,10 @@ from hairlab.training.schedules import make_scheduler
 if TYPE_CHECKING:
     from hairlab.data import DataModule
     from hairlab.tracking.base import Tracker
+
+#: Tags every training run carries: the metric that ranks it, and why it ended.
+SELECTION_TAG = "hairlab.selection_metric"
+STOP_TAG = "hairlab.stop_reason"
 
 
 @dataclass
@@ -45,6 +58,8 @@ class Outcome:
     checkpoint: str | None = None
     diverged_step: int | None = None
     last_finite_loss: float | None = None
+    stop_reason: str | None = None
+    best_checkpoint: str | None = None
 
 
 class Engine:
@@ -73,12 +88,16 @@ class Engine:
         self.steps_per_epoch = self._epoch_len()
         if self.steps_per_epoch < 1:
             raise HairlabError("the training split is empty; check dataset.train_size and dataset.val_size")
-        planned = cfg.epochs * self.steps_per_epoch
-        self.total_steps = min(planned, cfg.max_steps) if cfg.max_steps is not None else planned
+        self.total_steps, self.ends_by = run_length(cfg.epochs, cfg.max_steps, self.steps_per_epoch)
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         self.scheduler = make_scheduler(optimizer, {"schedule": cfg.schedule, "warmup": cfg.warmup,
                                                     "min_lr_ratio": cfg.min_lr_ratio}, self.total_steps)
         self.eval_split = self._eval_split()
+        #: The metric that ranks this run (and picks best.pt): the evaluated split's accuracy.
+        self.selection_metric = f"{self.eval_split}/acc" if self.eval_split else None
+        self.stopper = self._stopper()
+        self.best: dict[str, Any] | None = None  # metric, value, step of best.pt
+        self.stop_reason: str | None = None
         self.step = 0
         self.epoch = 0
         self.history: list[dict[str, float]] = []
@@ -110,6 +129,30 @@ class Engine:
                                "set dataset.val_size or trainer.eval_split=test")
         return split
 
+    def point_metrics(self) -> list[str]:
+        """The metrics every curve point logs (what early stopping can watch)."""
+        names = ["train/loss", "train/acc", "lr"]
+        if self.eval_split is not None:
+            names += [f"{self.eval_split}/loss", f"{self.eval_split}/acc"]
+        return names
+
+    def _stopper(self) -> EarlyStopping | None:
+        """The early stopper of ``trainer.early_stop``; its metric must be one each point logs."""
+        es = self.cfg.stopping
+        if es is None:
+            return None
+        metric = es.metric or self.selection_metric
+        known = self.point_metrics()
+        if metric is None:
+            raise HairlabError("trainer.early_stop needs an evaluation to watch, and trainer.eval_split=none "
+                               "evaluates nothing; set trainer.eval_split=auto or trainer.early_stop.metric="
+                               "train/loss with mode=min")
+        if metric not in known:
+            raise HairlabError(f"trainer.early_stop.metric={metric} is not logged at this run's evaluation "
+                               f"points (they log {', '.join(known)}); pick one of those, or null for the "
+                               "selection metric")
+        return EarlyStopping(metric, es.mode, es.patience, es.min_delta)
+
     def _batches(self, split: str, batch_size: int, train: bool) -> Any:
         kw: dict[str, Any] = {"device": self.device}
         if self._takes_format:
@@ -126,12 +169,15 @@ class Engine:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": ckpt.rng_state(self.generator), "history": self.history,
-            "total_steps": self.total_steps,
+            "total_steps": self.total_steps, "stop_reason": self.stop_reason,
         }
 
     def restore(self, path: Path) -> None:
         """Continue from a checkpoint written at the end of an epoch."""
         state = ckpt.load(path)
+        if "best" in state and "optimizer" not in state:
+            raise HairlabError(f"checkpoint {path} is a best checkpoint (weights only); resume from "
+                               f"{ckpt.LAST} in the same directory")
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -148,24 +194,74 @@ class Engine:
         self.model.to(device=self.device, memory_format=self.memory_format)
         for row in self.history:  # the new run's record shows the whole curve
             self.tracker.log_metrics({k: v for k, v in row.items() if k != "step"}, step=int(row["step"]))
+            self._judge(row, save=False)  # best value and early-stop count as the uninterrupted run had them
+        self.stop_reason = state.get("stop_reason") or self.stop_reason
+        self._adopt_best(path.parent / ckpt.BEST)
+
+    def _adopt_best(self, found: Path) -> None:
+        """A resumed run keeps the killed run's best.pt when it lives in another directory."""
+        if not self._keeps("best") or self.checkpoint_dir is None or not self.world.main:
+            return
+        target = self.checkpoint_dir / ckpt.BEST
+        if found.is_file() and not target.is_file():
+            import shutil
+
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(found, target)
+
+    def _keeps(self, which: str) -> bool:
+        return self.cfg.checkpoint in (which, "both")
 
     def _save(self) -> str | None:
-        if not self.cfg.checkpoint or self.checkpoint_dir is None or not self.world.main:
+        if not self._keeps("last") or self.checkpoint_dir is None or not self.world.main:
             return None
         return str(ckpt.save(self.checkpoint_dir / ckpt.LAST, self.state()))
+
+    def _save_best(self) -> None:
+        """The weights of the best point so far, with which metric, value and step made them best."""
+        if not self._keeps("best") or self.checkpoint_dir is None or not self.world.main:
+            return
+        ckpt.save(self.checkpoint_dir / ckpt.BEST, {"epoch": self.epoch, "step": self.step,
+                                                    "model": self.model.state_dict(), "best": dict(self.best or {})})
+
+    @property
+    def best_path(self) -> str | None:
+        if self.best is None or not self._keeps("best") or self.checkpoint_dir is None:
+            return None
+        path = self.checkpoint_dir / ckpt.BEST
+        return str(path) if path.is_file() else None
+
+    def _judge(self, metrics: dict[str, float], *, save: bool = True) -> None:
+        """A curve point's verdict: a new best (best.pt), and whether early stopping ends the run here."""
+        step = int(metrics.get("step", self.step))
+        chosen = metrics.get(self.selection_metric or "")
+        if chosen is not None and math.isfinite(chosen) and (self.best is None or chosen > self.best["value"]):
+            self.best = {"metric": self.selection_metric, "value": float(chosen), "step": step}
+            if save:
+                self._save_best()
+        if self.stopper is not None and self.stopper.metric in metrics and self.stop_reason is None:
+            stop = self.stopper.update(float(metrics[self.stopper.metric]), step)
+            if stop and step < self.total_steps:  # at the last step the run ends as planned anyway
+                self.stop_reason = self.stopper.reason
 
     # -- the loop -----------------------------------------------------------------------------------
     def fit(self) -> Outcome:
         last: str | None = None
         metrics: dict[str, float] = dict(self.history[-1]) if self.history else {}
+        if self.selection_metric is not None:
+            self.tracker.set_tags({SELECTION_TAG: self.selection_metric})
+        plan = getattr(self.progress, "plan", None)  # the job's ETA, where the progress display has one
+        if callable(plan):
+            plan(self.total_steps, self.step)
         try:
-            while self.step < self.total_steps:
+            while self.step < self.total_steps and self.stop_reason is None:
                 self.epoch += 1
                 metrics = self._epoch()
-                self.history.append(metrics)
                 last = self._save() or last
                 if self.on_epoch_end is not None:
                     self.on_epoch_end(self.epoch)
+            if self.stop_reason is not None:
+                self.progress.summary(f"stopped at step {self.step} of {self.total_steps}: {self.stop_reason}")
             if self.cfg.final_test and self.eval_split == "val" and self.data.num_examples("test"):
                 loss, acc = self.evaluate("test")
                 metrics = {**metrics, "test/loss": loss, "test/acc": acc}
@@ -174,13 +270,16 @@ class Engine:
         except TrainingDiverged as exc:
             self.progress.stop()
             tags = {"diverged": "true", "diverged_step": str(exc.step),
-                    "last_finite_loss": str(exc.last_finite_loss)}
+                    "last_finite_loss": str(exc.last_finite_loss), STOP_TAG: "diverged"}
             self.tracker.set_tags(tags)
             self.progress.summary(f"[red]diverged[/red] at step {exc.step} "
                                   f"(last finite loss {exc.last_finite_loss})")
             return Outcome("diverged", self.epoch, exc.step, metrics, self.history, last,
-                           exc.step, exc.last_finite_loss)
-        return Outcome("finished", self.epoch, self.step, metrics, self.history, last)
+                           exc.step, exc.last_finite_loss, "diverged", self.best_path)
+        reason = self.stop_reason or self.ends_by
+        self.tracker.set_tags({STOP_TAG: reason})
+        return Outcome("finished", self.epoch, self.step, metrics, self.history, last,
+                       stop_reason=reason, best_checkpoint=self.best_path)
 
     def _epoch(self) -> dict[str, float]:
         """One pass over the training split (or what is left of the step budget), then its point."""
@@ -193,8 +292,10 @@ class Engine:
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         loss_sum, seen, done, last_finite = 0.0, 0, 0, self._finite_loss
         # the epoch's running totals when the current curve window began (the whole epoch
-        # unless eval_every is set); a window's metrics are the differences
-        window = {"loss": 0.0, "steps": 0, "correct": 0, "seen": 0, "start": time.perf_counter()}
+        # unless eval_every is set); a window's metrics are the differences. ``since`` is the
+        # global step the window starts after, for the printed "(steps a-b)"
+        window = {"loss": 0.0, "steps": 0, "correct": 0, "seen": 0, "start": time.perf_counter(),
+                  "since": self.step}
         self.progress.start(self.epoch, self.epochs, budget)
         start = time.perf_counter()
         self._eval_s = 0.0  # mid-epoch evaluation time, kept out of the training rate
@@ -215,20 +316,28 @@ class Engine:
                 losses = []
                 elapsed = time.perf_counter() - start - self._eval_s
                 hits = self._count(correct)
-                self.progress.update(done, loss_sum / done, hits / max(seen, 1), seen / elapsed)
+                # the current window's running means: at a point, exactly what it logs as train/*
+                self.progress.update(done, (loss_sum - window["loss"]) / max(done - window["steps"], 1),
+                                     (hits - window["correct"]) / max(seen - window["seen"], 1),
+                                     seen / elapsed)
             if point:
                 self._point(window, loss_sum, done, hits, seen)
+                if self.stop_reason is not None:  # early stop at this point: the epoch ends here
+                    self.progress.stop()
+                    self._finite_loss = last_finite
+                    return self.history[-1]
         if losses:
             loss_sum, last_finite = self._drain(losses, loss_sum, last_finite, self.step - len(losses))
         train_s = time.perf_counter() - start - self._eval_s
         self.progress.stop()
         self._finite_loss = last_finite
+        since = int(window["since"])
         metrics = {
             "epoch": float(self.epoch),
             **self._window_metrics(window, loss_sum, done, self._count(correct), seen),
             "throughput/img_s": seen / train_s if train_s > 0 else 0.0,
         }
-        return self._end_epoch(metrics, start)
+        return self._end_epoch(metrics, start, since)
 
     def _step(self, x: Any, y: Any) -> tuple[Any, Any]:
         """One optimizer step on a batch (autocast, loss scaling, gradient clipping, schedule)."""
@@ -252,22 +361,34 @@ class Engine:
         self.scheduler.step()
         return out, loss
 
-    def _end_epoch(self, metrics: dict[str, float], start: float) -> dict[str, float]:
-        """The epoch's evaluation, its logged point, the divergence check and the summary line."""
+    def _evaluate_into(self, metrics: dict[str, float]) -> None:
+        """The evaluation of a curve point, under the evaluated split's own name."""
         if self.eval_split is not None:
-            val_loss, val_acc = self.evaluate(self.eval_split)
-            metrics.update({"val/loss": val_loss, "val/acc": val_acc})
+            split = self.eval_split
+            metrics[f"{split}/loss"], metrics[f"{split}/acc"] = self.evaluate(split)
+
+    def _figures(self, metrics: dict[str, float], since: int) -> str:
+        """A point's train and evaluation figures as printed, each saying what it covers."""
+        text = (f"train loss {metrics['train/loss']:.4f} acc {metrics['train/acc']:.4f} "
+                f"(steps {since + 1}-{self.step})")
+        if self.eval_split is not None:
+            split = self.eval_split
+            text += f"  {split} loss {metrics[f'{split}/loss']:.4f} acc {metrics[f'{split}/acc']:.4f}"
+        return text
+
+    def _end_epoch(self, metrics: dict[str, float], start: float, since: int) -> dict[str, float]:
+        """The epoch's evaluation, its logged point, the divergence check, its verdict and summary line."""
+        self._evaluate_into(metrics)
         metrics["time/epoch_s"] = time.perf_counter() - start
         self.tracker.log_metrics(metrics, step=self.step)
         if self.eval_split is not None:
-            self._check_eval("val/loss", metrics["val/loss"])
+            self._check_eval(f"{self.eval_split}/loss", metrics[f"{self.eval_split}/loss"])
         metrics["step"] = float(self.step)
-        val = (f"  {self.eval_split} loss {metrics['val/loss']:.4f} acc {metrics['val/acc']:.4f}"
-               if self.eval_split else "")
+        self.history.append(metrics)
+        self._judge(metrics)
         self.progress.summary(
-            f"epoch {self.epoch}/{self.epochs}  step {self.step}  train loss {metrics['train/loss']:.4f} "
-            f"acc {metrics['train/acc']:.4f}{val}  {metrics['throughput/img_s']:,.0f} img/s  "
-            f"{metrics['time/epoch_s']:.1f} s")
+            f"epoch {self.epoch}/{self.epochs}  step {self.step}  {self._figures(metrics, since)}  "
+            f"{metrics['throughput/img_s']:,.0f} img/s  {metrics['time/epoch_s']:.1f} s")
         return metrics
 
     def _window_metrics(self, window: dict[str, Any], loss_sum: float, steps: int, correct: int,
@@ -278,23 +399,27 @@ class Engine:
             "train/acc": (correct - window["correct"]) / max(seen - window["seen"], 1),
             "lr": float(self.scheduler.get_last_lr()[0]),
         }
-        window.update(loss=loss_sum, steps=steps, correct=correct, seen=seen, start=time.perf_counter())
+        window.update(loss=loss_sum, steps=steps, correct=correct, seen=seen, start=time.perf_counter(),
+                      since=self.step)
         return metrics
 
     def _point(self, window: dict[str, Any], loss_sum: float, steps: int, correct: int, seen: int) -> None:
         """A mid-epoch curve point (``eval_every``): the window's train metrics and an evaluation."""
         train_s = time.perf_counter() - window["start"]
         images = seen - window["seen"]
+        since = int(window["since"])
         metrics = {"epoch": self.step / self.steps_per_epoch,
                    **self._window_metrics(window, loss_sum, steps, correct, seen),
                    "throughput/img_s": images / train_s if train_s > 0 else 0.0}
         began = time.perf_counter()
-        if self.eval_split is not None:
-            metrics["val/loss"], metrics["val/acc"] = self.evaluate(self.eval_split)
+        self._evaluate_into(metrics)
         self.tracker.log_metrics(metrics, step=self.step)
-        self.history.append({**metrics, "step": float(self.step)})
-        if "val/loss" in metrics:
-            self._check_eval("val/loss", metrics["val/loss"])
+        row = {**metrics, "step": float(self.step)}
+        self.history.append(row)
+        if self.eval_split is not None:
+            self._check_eval(f"{self.eval_split}/loss", metrics[f"{self.eval_split}/loss"])
+        self._judge(row)
+        self.progress.summary(f"step {self.step}/{self.total_steps}  {self._figures(metrics, since)}")
         window["start"] = time.perf_counter()  # evaluation time is not training time
         self._eval_s += window["start"] - began
 
@@ -352,6 +477,19 @@ class Engine:
         if n == 0:
             return float("nan"), float("nan")
         return total_loss / n, int(correct) / n
+
+
+def run_length(epochs: int | None, max_steps: int | None, steps_per_epoch: int) -> tuple[int, str]:
+    """Optimizer steps in all, and which setting decides them (the run's normal stop reason).
+
+    Lightning's rule: ``max_steps`` alone decides; ``epochs`` alone decides (1 when neither is
+    given); with both, whichever ends first.
+    """
+    if max_steps is None:
+        return (epochs or 1) * steps_per_epoch, "epochs"
+    if epochs is None or max_steps <= epochs * steps_per_epoch:
+        return max_steps, "max_steps"
+    return epochs * steps_per_epoch, "epochs"
 
 
 def _accepts(fn: Any, name: str) -> bool:

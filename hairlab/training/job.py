@@ -112,10 +112,13 @@ def train_job(cfg: Any, tracker: Any, host: PluginHost) -> dict[str, Any]:
     engine = Engine(model, optimizer, data, ecfg, tracker, device=device, seed=seed, checkpoint_dir=directory,
                     progress=progress, world=world)
     ranks = f" x {world.size} processes" if world.size > 1 else ""
+    evaluated = (f"evaluated on {engine.eval_split} (runs ranked by {engine.selection_metric})"
+                 if engine.eval_split else "evaluated on nothing")
+    stopping = f", early stop on {engine.stopper.metric}" if engine.stopper is not None else ""
     progress.summary(
         f"{model.name}: {params:,} parameters on {device} ({threads} threads){ranks}; {data.name}: "
-        f"{data.num_examples('train'):,} training examples, evaluated on {engine.eval_split or 'nothing'}; "
-        f"{engine.total_steps:,} steps of {ecfg.batch_size}")
+        f"{data.num_examples('train'):,} training examples, {evaluated}; "
+        f"{engine.total_steps:,} steps of {ecfg.batch_size} (set by trainer.{engine.ends_by}){stopping}")
     if ecfg.resume not in (None, "", False):
         found = ckpt.find(ecfg.resume, directory)
         if found is not None:
@@ -123,11 +126,38 @@ def train_job(cfg: Any, tracker: Any, host: PluginHost) -> dict[str, Any]:
             tracker.set_tags({"resumed_from": str(found)})
     outcome = engine.fit()
     result: dict[str, Any] = {"status": outcome.status, "epoch": outcome.epoch, "step": outcome.step,
-                              "model/params": params, "checkpoint": outcome.checkpoint}
+                              "model/params": params, "checkpoint": outcome.checkpoint,
+                              "best_checkpoint": outcome.best_checkpoint,
+                              "selection_metric": engine.selection_metric, "stop_reason": outcome.stop_reason}
     result.update({k: v for k, v in outcome.metrics.items() if k not in ("epoch", "step")})
     if outcome.status == "diverged":
         result.update({"diverged_step": outcome.diverged_step, "last_finite_loss": outcome.last_finite_loss})
+    elif _wants_model(cfg) and world.main:
+        log_model(tracker, engine)
     return result
+
+
+def _wants_model(cfg: Any) -> bool:
+    tracking = cfg.get("tracking") if hasattr(cfg, "get") else None
+    return bool(tracking.get("log_model", False)) if tracking is not None and hasattr(tracking, "get") else False
+
+
+def log_model(tracker: Any, engine: Any) -> None:
+    """The trained model into the run (``tracking.log_model=true``), with two real input images.
+
+    On the CPU in float32 and contiguous memory, so the logged model loads and predicts anywhere.
+    """
+    import torch
+
+    split = engine.eval_split or "train"
+    if split == "train":
+        batches = engine.data.train_batches(2, generator=torch.Generator().manual_seed(0), device=torch.device("cpu"))
+    else:
+        batches = engine.data.eval_batches(split, 2, device=torch.device("cpu"))
+    x, _ = next(iter(batches))
+    example = x[:2].float().contiguous().cpu()
+    model = engine.model.to(device="cpu", memory_format=torch.contiguous_format).eval()
+    tracker.log_model(model, example)
 
 
 def _shape(shape: Any) -> tuple[int, int, int]:
