@@ -173,6 +173,10 @@ def _tracked(job: Any, cfg: Any, host: Any, prepared: Prepared) -> Any:
     finally:
         with interrupts.deferred():  # a signal now must not cut the run's ending
             tracker.close(status)
+        if not in_sweep and status != "KILLED":  # a sweep's end says where all its runs are
+            from hairlab.tracking.summary import announce
+
+            announce(tracker, prepared.where, status)
 
 
 def _call(job: Any, cfg: Any, tracker: Any, host: Any) -> Any:

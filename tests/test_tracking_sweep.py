@@ -194,6 +194,10 @@ def test_single_run_failure_is_recorded_without_parent(tmp_path: Path) -> None:
     assert run.info.run_name == "task=test_tracking_sweep:toy_job,tracking.experiment=single,+toy.mode=fail"
     assert "mlflow.parentRunId" not in run.data.tags
     assert run.info.status == "FAILED" and run.data.tags["hairlab.error"].startswith("ValueError")
+    # the end of a run says where it is (here FAILED, before the error line)
+    page = f"#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    assert f"[hairlab] run {run.info.run_id} in experiment 'single': `hairlab ui`, then" in bad.stdout
+    assert f"http://localhost:5000/{page} (FAILED)" in bad.stdout, bad.stdout
 
 
 def test_local_backend_writes_no_mlflow_store(tmp_path: Path) -> None:

@@ -96,6 +96,22 @@ def where_line(uri: str, experiment: str, experiment_id: str, run_id: str, what:
     return f"{what} {run_id} in experiment '{experiment}': `{ui}`, then http://localhost:5000/{page}"
 
 
+def announce(tracker: Any, where: Any, status: str) -> None:
+    """Print where a single run's results are, once it is closed (MLflow: its UI page; local: its files)."""
+    run_id = getattr(tracker, "run_id", None)
+    if run_id is not None and where is not None:
+        try:
+            name = str(where.client.get_experiment(where.experiment_id).name)
+        except Exception:  # noqa: BLE001 - the id still finds it
+            name = str(where.experiment_id)
+        line = where_line(where.uri, name, str(where.experiment_id), str(run_id))
+    elif getattr(tracker, "directory", None) is not None:
+        line = f"run files (tracking=local): {tracker.directory}"
+    else:
+        return
+    print(f"[hairlab] {line} ({status})", flush=True)
+
+
 def fetch_runs(client: Any, experiment_ids: Sequence[str], filter_string: str = "") -> list[Any]:
     """All runs matching ``filter_string``, every page, oldest first."""
     runs: list[Any] = []
