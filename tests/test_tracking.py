@@ -191,19 +191,203 @@ def test_tracker_survives_a_store_that_goes_away(tmp_path: Path) -> None:
     assert tracker.errors and "store is gone" in tracker.errors[0]
 
 
-def test_git_commit_tag_only_inside_a_checkout(tmp_path: Path) -> None:
+def _git_repo(path: Path) -> str:
     import subprocess
 
-    from hairlab.tracking.context import base_tags, git_commit
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false", "-C", str(path)]
+    subprocess.run(["git", "init", "-q", str(path)], check=True)
+    (path / "f").write_text("x")
+    subprocess.run([*git, "add", "f"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "c"], check=True)
+    return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
 
-    assert git_commit(tmp_path) is None and "hairlab.git_commit" not in base_tags(tmp_path)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
-    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    (tmp_path / "f").write_text("x")
-    subprocess.run([*git, "-C", str(tmp_path), "add", "f"], check=True)
-    subprocess.run([*git, "-C", str(tmp_path), "commit", "-q", "-m", "c"], check=True)
-    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
-    tags = base_tags(tmp_path)
-    assert tags["hairlab.git_commit"] == head == tags["mlflow.source.git.commit"]
+
+def test_git_tags_name_the_code_and_the_project(tmp_path: Path) -> None:
+    """hairlab's own commit (with a dirty flag) always; the working directory's project when it is another repo."""
+    from hairlab.tracking import environment
+    from hairlab.tracking.context import base_tags
+
+    code = environment.git_state(str(environment.SOURCE_DIR))
+    outside = base_tags(tmp_path)
+    assert "hairlab.project.git_commit" not in outside
+    if code is not None:  # running from a checkout (not an installed wheel)
+        assert outside["hairlab.git_commit"] == code.commit == outside["mlflow.source.git.commit"]
+        assert outside["hairlab.git_dirty"] in ("true", "false")
+        inside = base_tags(environment.SOURCE_DIR / "docs")  # the same repository: no second commit
+        assert "hairlab.project.git_commit" not in inside
+    project = tmp_path / "project"
+    project.mkdir()
+    head = _git_repo(project)
+    tags = base_tags(project)
+    assert tags["hairlab.project.git_commit"] == head == tags["mlflow.source.git.commit"]
+    assert tags["hairlab.project.git_dirty"] == "false"
+    (project / "f").write_text("changed")  # a tracked file differs from HEAD
+    environment.git_state.cache_clear()
+    assert base_tags(project)["hairlab.project.git_dirty"] == "true"
     assert tags["hairlab.plugin.hairlab"] and tags["hairlab.version"]
+
+
+def test_environment_tags_name_python_torch_and_the_cpu() -> None:
+    import platform
+
+    import torch
+
+    from hairlab.tracking.environment import environment_tags
+
+    tags = environment_tags()
+    assert tags["hairlab.env.python"] == platform.python_version()
+    assert tags["hairlab.env.torch"] == torch.__version__
+    assert tags["hairlab.env.torch_cuda"] == (torch.version.cuda or "none")
+    assert tags["hairlab.env.cpu"] and tags["hairlab.env.cpu"] != "unknown"
+    assert int(tags["hairlab.env.cpu_count"]) >= 1
+    assert "hairlab.env.torch" not in environment_tags(with_torch=False)
+
+
+# -- user tags -----------------------------------------------------------------------------
+def test_user_tags_from_a_list_or_a_mapping() -> None:
+    from omegaconf import OmegaConf
+
+    from hairlab.tracking.context import user_tags
+
+    assert user_tags(OmegaConf.create(["baseline", "owner:ana", "lr=hi", " spaced "])) == {
+        "baseline": "true", "owner": "ana", "lr": "hi", "spaced": "true"}
+    assert user_tags(OmegaConf.create({"owner": "ana", "round": 2})) == {"owner": "ana", "round": "2"}
+    assert user_tags(None) == {} and user_tags([]) == {}
+    for bad, match in (("baseline", "expected a list"), ([["a"]], "not a string"),
+                       (["mlflow.runName:x"], "reserved"), ([":x"], "not a tag name")):
+        with pytest.raises(HairlabError, match=match):
+            user_tags(bad)
+
+
+# -- data: facts, timings, inputs ------------------------------------------------------------
+def test_data_facts_are_tags_and_timings_metrics() -> None:
+    from hairlab.tracking.inputs import data_facts
+
+    tags, metrics = data_facts({"name": "d", "cache_hit": True, "load_s": 1.25, "first_decode_s": 3.0,
+                                "cache_file": "/c/x.pt", "mean": [0.1234567, 0.5], "source_sha256": "abc"})
+    assert metrics == {"data/load_s": 1.25, "data/first_decode_s": 3.0}
+    assert tags == {"data.name": "d", "data.cache_hit": "true", "data.cache_file": "/c/x.pt",
+                    "data.mean": "[0.123457,0.5]", "data.source_sha256": "abc", "hairlab.data_checksum": "abc"}
+
+
+def synthetic(**options: Any) -> Any:
+    from hairlab_plugins.datasets.synthetic import build
+
+    kw: dict[str, Any] = dict(num_classes=4, image_size=8, channels=3, root=None, train_size=None, test_size=None,
+                              val_size=8, num_train=40, num_test=16, noise=8.0, seed=0, crop_padding=0,
+                              hflip=False, normalize=True, mean=None, std=None)
+    kw.update(options)
+    return build(**kw)
+
+
+def test_split_digest_is_cheap_and_follows_the_data() -> None:
+    data = synthetic()
+    assert data.digest("train") == synthetic().digest("train")  # same data: same digest
+    assert len({data.digest(s) for s in ("train", "val", "test")}) == 3
+    assert synthetic(train_size=16).digest("train") != data.digest("train")
+    assert synthetic(train_size=16).digest("val") == data.digest("val")  # the val split did not change
+    assert synthetic(seed=1).digest("test") != data.digest("test")
+    data.note(load_s=9.9, cache_hit=False)  # facts of this load do not change the data
+    assert data.digest("train") == synthetic().digest("train")
+
+
+def test_tracker_logs_the_dataset_as_inputs_tags_and_metrics(db: str) -> None:
+    import json
+
+    from hairlab.tracking.mlflow_tracker import MLflowTracker
+
+    client, run_id = new_run(db)
+    data = synthetic()
+    data.note(load_s=0.5, cache_hit=True)
+    tracker = MLflowTracker(client, run_id, flush_interval_s=60, plots=False)
+    tracker.log_params({"dataset.val_size": 8})
+    tracker.log_dataset(data)
+    tracker.close("FINISHED")
+    run = client.get_run(run_id)
+    assert run.data.params == {"dataset.val_size": "8"}  # params are config only
+    assert run.data.tags["data.cache_hit"] == "true" and run.data.tags["data.train_examples"] == "32"
+    assert run.data.metrics["data/load_s"] == 0.5
+    inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"training", "validation", "test"}
+    for context, split, n in (("training", "train", 32), ("validation", "val", 8), ("test", "test", 16)):
+        ds = inputs[context]
+        assert ds.name == "synthetic" and ds.digest == data.digest(split)
+        assert json.loads(ds.profile) == {"split": split, "num_examples": n, "num_classes": 4,
+                                          "input_shape": [3, 8, 8]}
+    assert not tracker.errors
+
+
+def test_local_tracker_keeps_data_facts_out_of_params(tmp_path: Path) -> None:
+    from hairlab.tracking.base import LocalTracker, read_metrics
+
+    tracker = LocalTracker(tmp_path)
+    data = synthetic()
+    data.note(load_s=0.25)
+    tracker.log_dataset(data)
+    tracker.close()
+    assert tracker.params == {} and tracker.tags["data.val_examples"] == "8"
+    assert read_metrics(tmp_path)[0]["data/load_s"] == 0.25
+
+
+# -- system metrics ------------------------------------------------------------------------
+@pytest.mark.parametrize("status", ["FINISHED", "FAILED", "KILLED"])
+def test_system_metrics_are_recorded_and_stop_with_the_run(db: str, status: str) -> None:
+    import time
+
+    from hairlab.tracking.factory import start_system_metrics
+    from hairlab.tracking.mlflow_tracker import MLflowTracker
+
+    client, run_id = new_run(db)
+    monitor = start_system_metrics(run_id, db, {"system_metrics": True, "system_metrics_interval_s": 0.05})
+    assert monitor is not None
+    thread = monitor._process
+    tracker = MLflowTracker(client, run_id, flush_interval_s=60, plots=False, uri=db, system_metrics=monitor)
+    deadline = time.time() + 30
+    while time.time() < deadline and "system/cpu_utilization_percentage" not in client.get_run(run_id).data.metrics:
+        time.sleep(0.05)
+    metrics = client.get_run(run_id).data.metrics
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(metrics)
+    tracker.close(status)
+    assert client.get_run(run_id).info.status == status
+    assert not thread.is_alive() and tracker.system_metrics is None  # stopped, on every path
+    assert start_system_metrics(run_id, db, {"system_metrics": False}) is None
+
+
+# -- the model -----------------------------------------------------------------------------
+def test_log_model_is_loadable_and_predicts_the_same(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import mlflow.pytorch
+    import torch
+
+    from hairlab.tracking.mlflow_tracker import MLflowTracker
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    client, run_id = new_run(db)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)).train()
+    example = torch.randn(2, 3, 8, 8)
+    tracker = MLflowTracker(client, run_id, flush_interval_s=60, plots=False, uri=db)
+    tracker.log_model(model, example)
+    tracker.close("FINISHED")
+    assert not tracker.errors and model.training  # the caller's model is left as it was
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # no global state left behind
+    uri = client.get_run(run_id).data.tags["hairlab.model_uri"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", db)
+    loaded = mlflow.pytorch.load_model(uri)
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), model.eval()(x))
+    info = mlflow.models.get_model_info(uri)
+    assert list(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 3, 8, 8]
+
+
+def test_null_and_local_trackers_take_every_call(tmp_path: Path) -> None:
+    from hairlab.tracking.base import LocalTracker, NullTracker, Tracker
+
+    for tracker in (NullTracker(), LocalTracker(tmp_path)):
+        assert isinstance(tracker, Tracker)
+        tracker.log_model(object(), None)  # no-op: checkpoints are the local record
+        tracker.log_dataset(synthetic())
+        tracker.close()

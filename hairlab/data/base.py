@@ -12,17 +12,44 @@ reports itself the same way:
   config, measured on the training split, or none);
 - **the drop-last rule**: :meth:`BaseDataModule.epoch_length` drops only a trailing batch of
   a single example (BatchNorm cannot train on it) unless told otherwise;
-- **info**: :meth:`BaseDataModule.info`, the facts a run logs as ``data.*`` params.
+- **info**: :meth:`BaseDataModule.info`, the facts a run logs as ``data.*`` tags (timings of
+  this load, :data:`TIMINGS`, as ``data/*`` metrics);
+- **digest**: :meth:`BaseDataModule.digest`, a cheap identity of one split (the source's
+  identity from ``info()``, the split and its size: no image is hashed), which the run's MLflow
+  dataset input carries.
 
 No torch import at module level: importing the contract stays cheap.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from hairlab.errors import HairlabError
+
+#: ``info()`` keys that describe this particular load, not the data (they differ between two
+#: runs on the same data, so they are left out of a split's digest).
+LOAD_FACTS = ("cache_hit", "cache_file", "load_s", "first_decode_s", "extracted_to", "in_memory", "decoded_mb")
+#: ``info()`` keys that are timings of this load: a run logs them as ``data/<key>`` metrics.
+TIMINGS = ("load_s", "first_decode_s")
+#: ``info()`` keys that depend on the split sizes or on augmentation, not on the source.
+_SPLIT_FACTS = ("train_examples", "val_examples", "test_examples", "mean", "std", "stats_from", "crop_padding",
+                "hflip")
+
+
+def source_identity(info: Mapping[str, Any]) -> str:
+    """A short digest of what identifies the source data in ``info`` (load facts left out)."""
+    stable = {k: v for k, v in info.items() if k not in LOAD_FACTS and k not in _SPLIT_FACTS}
+    text = json.dumps(stable, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def split_digest(identity: str, split: str, count: int) -> str:
+    """The digest of one split: with the fixed split rule, the source and the size decide its examples."""
+    return hashlib.sha256(f"{identity}\0{split}\0{count}".encode()).hexdigest()[:10]
 
 
 def check_size(value: Any, key: str) -> int | None:
@@ -182,6 +209,14 @@ class BaseDataModule:
             "hflip": self.hflip,
             **self._extra,
         }
+
+    def digest(self, split: str) -> str:
+        """A cheap identity of ``split`` (10 hex digits): the same source, split and size give the same digest.
+
+        Computed from ``info()``'s source facts (paths, fingerprints, checksums the plugin
+        reports), never from the images, so it costs nothing per run.
+        """
+        return split_digest(source_identity(self.info()), split, self.num_examples(split))
 
     def note(self, **facts: Any) -> None:
         """Add facts to :meth:`info` (e.g. the total load time, known only once built)."""

@@ -1,7 +1,7 @@
 """The tracking interface the training engine logs through.
 
-The engine only ever calls these five methods, so MLflow (or anything else) plugs in behind
-it without the engine knowing. :class:`LocalTracker` is the always-available backend: it
+The engine and the training job only ever call these methods, so MLflow (or anything else)
+plugs in behind it without the engine knowing. :class:`LocalTracker` is the always-available backend: it
 writes ``metrics.jsonl``, ``params.json`` and ``tags.json`` into the Hydra job directory.
 """
 
@@ -25,6 +25,14 @@ class Tracker(Protocol):
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
+
+    def log_dataset(self, data: Any) -> None:
+        """Record the job's :class:`~hairlab.data.DataModule`: facts as tags, load timings as metrics."""
+        ...
+
+    def log_model(self, model: Any, input_example: Any) -> None:
+        """Keep the trained model (``tracking.log_model=true``); ``input_example`` is a small input batch."""
+        ...
 
     def close(self, status: str = "FINISHED") -> None: ...
 
@@ -56,6 +64,17 @@ class LocalTracker:
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Artifacts already live in the job directory; nothing to copy."""
 
+    def log_dataset(self, data: Any) -> None:
+        from hairlab.tracking.inputs import data_facts
+
+        tags, metrics = data_facts(data.info())
+        self.set_tags(tags)
+        if metrics:
+            self.log_metrics(metrics, step=0)
+
+    def log_model(self, model: Any, input_example: Any) -> None:
+        """The job's checkpoints are the local record of the model."""
+
     def close(self, status: str = "FINISHED") -> None:
         self.status = status
         self.set_tags({"status": status})
@@ -72,6 +91,10 @@ class NullTracker:
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
+
+    def log_dataset(self, data: Any) -> None: ...
+
+    def log_model(self, model: Any, input_example: Any) -> None: ...
 
     def close(self, status: str = "FINISHED") -> None: ...
 

@@ -112,24 +112,64 @@ def git_commit(directory: str | Path) -> str | None:
 
 
 def base_tags(base_dir: str | Path) -> dict[str, str]:
-    """Tags every hairlab run carries: versions of hairlab and each plugin, the git commit."""
+    """Tags every hairlab run carries: versions of hairlab and each plugin, the git commits (code, project)."""
     from hairlab import __version__
     from hairlab.plugin_manager import get_host
+    from hairlab.tracking.environment import git_tags
 
     tags = {
         "hairlab.version": __version__,
         "mlflow.source.name": "hairlab run",
         "mlflow.source.type": "LOCAL",
     }
-    commit = git_commit(base_dir)
-    if commit:
-        tags["hairlab.git_commit"] = commit
-        tags["mlflow.source.git.commit"] = commit
+    tags.update(git_tags(base_dir))  # hairlab's commit and dirty flag, and the project's when it differs
     try:
         for dist, version in sorted(get_host().distributions().items()):
             tags[f"hairlab.plugin.{dist}"] = version or "unknown"
     except Exception as exc:  # noqa: BLE001 - plugin trouble is reported by `hairlab plugins`
         tags["hairlab.plugins_error"] = f"{type(exc).__name__}: {exc}"[:500]
+    return tags
+
+
+def user_tags(value: Any) -> dict[str, str]:
+    """The config's ``tags`` as MLflow tags: ``[baseline, "owner:ana"]`` -> ``{baseline: true, owner: ana}``.
+
+    As in lightning-hydra-template, ``tags`` is a list of strings; a string ``key:value`` (or
+    ``key=value``) sets that tag to that value, any other string is a tag set to ``true``. A
+    mapping is taken as tag -> value. Anything else is refused with the fix.
+    """
+    from collections.abc import Mapping
+
+    from hairlab.errors import HairlabError
+
+    if value is None:
+        return {}
+    if hasattr(value, "items") or isinstance(value, Mapping):
+        pairs = [(str(k), v) for k, v in value.items()]
+    elif isinstance(value, str):
+        raise HairlabError(f"tags={value!r}: expected a list, e.g. tags=[{value}] or tags='[a,owner:ana]'")
+    else:
+        try:
+            items = list(value)
+        except TypeError:
+            raise HairlabError(f"tags={value!r}: expected a list of strings, e.g. tags='[baseline,owner:ana]'") \
+                from None
+        pairs = []
+        for item in items:
+            if not isinstance(item, (str, int, float)) or isinstance(item, bool):
+                raise HairlabError(f"tags: {item!r} is not a string; write tags as strings, "
+                                   "e.g. tags='[baseline,owner:ana]'")
+            text = str(item).strip()
+            key, sep, val = text.partition(":") if ":" in text else text.partition("=")
+            pairs.append((key.strip(), val.strip() if sep else "true"))
+    tags: dict[str, str] = {}
+    for key, val in pairs:
+        if not key or key.startswith("mlflow.") or key.startswith("hairlab."):
+            raise HairlabError(f"tags: {key!r} is not a tag name you can set (empty, or reserved mlflow.*/hairlab.*); "
+                               "use a plain name such as baseline or owner:ana")
+        if len(key) > 250:
+            raise HairlabError(f"tags: the name {key[:40]!r}... is longer than MLflow's 250 characters")
+        tags[key] = "true" if val is True else "false" if val is False else str(val)
     return tags
 
 

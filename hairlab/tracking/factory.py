@@ -50,8 +50,10 @@ def create_tracker(cfg: Any, tags: dict[str, str] | None = None, where: Location
     settings = tracking_settings(cfg)
     ctx = JobContext.from_hydra()
     if settings["backend"] == "local":
+        from hairlab.tracking.context import user_tags
+
         tracker = LocalTracker(ctx.job_dir)
-        tracker.set_tags(tags or {})
+        tracker.set_tags({**user_tags(cfg.get("tags")), **(tags or {})})
         return tracker
     return open_mlflow_run(cfg, settings, ctx, where or locate(cfg, settings, ctx), tags)
 
@@ -84,14 +86,17 @@ def open_mlflow_run(cfg: Any, settings: dict[str, Any], ctx: Any, where: Locatio
                     extra_tags: dict[str, str] | None = None) -> Tracker:
     """Create the job's MLflow run (a child of the sweep's parent run, in a tracked sweep)."""
     from hairlab.tracking import liveness, store
-    from hairlab.tracking.context import job_tags, run_name
+    from hairlab.tracking.context import job_tags, run_name, user_tags
+    from hairlab.tracking.environment import environment_tags
     from hairlab.tracking.mlflow_tracker import MLflowTracker
     from hairlab.tracking.params import config_params
 
     sweep = where.sweep
     swept = sweep.swept_keys if sweep else None
     name = settings.get("run_name") or run_name(ctx.overrides, swept, ctx.job_num)
-    tags = {**job_tags(ctx, sweep), **(extra_tags or {}), **liveness.owner_tags()}
+    training = str(cfg.get("task", "train")) == "train"
+    tags = {**user_tags(cfg.get("tags")), **job_tags(ctx, sweep), **environment_tags(with_torch=training),
+            **(extra_tags or {}), **liveness.owner_tags()}
     client, uri = where.client, where.uri
     try:
         run = store.retrying(lambda: client.create_run(where.experiment_id, run_name=str(name), tags=tags))
@@ -111,6 +116,8 @@ def open_mlflow_run(cfg: Any, settings: dict[str, Any], ctx: Any, where: Locatio
         upload_artifacts=bool(settings.get("log_artifacts", True)),
         plots=bool(settings.get("plots", True)),
         log_checkpoint=bool(settings.get("log_checkpoint", False)),
+        uri=uri,
+        system_metrics=start_system_metrics(run.info.run_id, uri, settings) if training else None,
     )
     tracker.sweep = sweep  # type: ignore[attr-defined]
     _write_resolved_config(cfg, ctx.job_dir)
@@ -118,6 +125,28 @@ def open_mlflow_run(cfg: Any, settings: dict[str, Any], ctx: Any, where: Locatio
     tracker.flush()
     log.info("MLflow run %s (%s) in %s", run.info.run_id, name, uri)
     return tracker
+
+
+def start_system_metrics(run_id: str, uri: str, settings: dict[str, Any]) -> Any:
+    """MLflow's system-metrics monitor for ``run_id`` (``system/*`` metrics), started; None when off.
+
+    Its own thread samples CPU, memory, disk, network (and NVIDIA/AMD GPUs when their
+    libraries are installed) every ``tracking.system_metrics_interval_s``; the tracker stops it
+    at close. A failure to start costs the run its system metrics, never the run.
+    """
+    if not settings.get("system_metrics", True):
+        return None
+    try:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no start/stop lines per run
+        monitor = SystemMetricsMonitor(run_id, sampling_interval=float(settings.get("system_metrics_interval_s", 10.0)),
+                                       tracking_uri=uri)
+        monitor.start()
+    except Exception as exc:  # noqa: BLE001 - e.g. psutil missing: say so once, train anyway
+        log.warning("no system metrics for run %s: %s: %s", run_id, type(exc).__name__, exc)
+        return None
+    return monitor
 
 
 def _write_resolved_config(cfg: Any, job_dir: Path) -> None:

@@ -29,6 +29,8 @@ ENV_CODE_VERSION = "HAIRLAB_CODE_VERSION"
 EXCLUDED = (
     "hydra",  # output dirs, launcher, sweeper, logging
     "tracking",  # where and how the run is recorded, resume switch, heartbeats
+    "tags",  # the user's MLflow tags (labels, not settings)
+    "objective",  # what a search optimizes (read from the results, not used to compute them)
     "trainer.progress",  # progress bar
     "trainer.log_every",  # how often the losses are read back for the progress bar
     "trainer.threads",  # CPU threads (joblib sweeps share the cores between jobs)

@@ -6,7 +6,9 @@ background thread sends the buffer with ``log_batch`` every ``flush_interval_s``
 ``log_batch`` per interval also keeps parallel jobs from fighting over a SQLite lock on
 every step. ``close`` drains the buffer, uploads the job's artifacts and ends the run.
 The same thread refreshes the run's ``hairlab.heartbeat`` tag every ``heartbeat_s``, which
-tells :mod:`hairlab.tracking.reconcile` the run is alive.
+tells :mod:`hairlab.tracking.reconcile` the run is alive, and sends the data's MLflow dataset
+inputs (:meth:`MLflowTracker.log_dataset`). MLflow's own system-metrics monitor, when the
+factory starts one, samples on its own thread; ``close`` stops it on every path.
 
 The tracker talks to MLflow only through an ``MlflowClient`` bound to one run id, never the
 fluent API, so an inherited ``MLFLOW_RUN_ID`` (mlflow#15713) or another thread's active run
@@ -15,11 +17,13 @@ cannot redirect what it logs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +35,9 @@ log = logging.getLogger(__name__)
 MAX_METRICS_PER_BATCH = 1000
 MAX_TAGS_PER_BATCH = 100
 MAX_TAG_LENGTH = 8000
-#: Hydra's per-job files uploaded at close, when present.
-#: Data-info parameters (from ``DataModule.info()``) that identify the data, mirrored as a tag.
-CHECKSUM_SUFFIXES = ("checksum", "sha256", "md5")
 #: The engine's final checkpoint in ``<job dir>/checkpoints/`` (uploaded with ``log_checkpoint``).
 CHECKPOINT = "last.pt"
+#: Hydra's per-job files uploaded at close, when present.
 HYDRA_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")
 
 
@@ -53,6 +55,8 @@ class MLflowTracker:
         upload_artifacts: bool = True,
         plots: bool = True,
         log_checkpoint: bool = False,
+        uri: str | None = None,
+        system_metrics: Any = None,
     ) -> None:
         self.client = mlflow_client
         self.run_id = run_id
@@ -62,6 +66,10 @@ class MLflowTracker:
         self.upload_artifacts = upload_artifacts
         self.plots = plots
         self.log_checkpoint = log_checkpoint
+        #: The store's URI (``log_model`` goes through MLflow's fluent API, which needs it).
+        self.uri = uri
+        #: A started ``mlflow.system_metrics`` monitor of this run, stopped by ``close``.
+        self.system_metrics = system_metrics
         #: Every metric logged, ``key -> [(step, value)]``, for the job's curve plots.
         self.history: dict[str, list[tuple[int, float]]] = {}
         #: Errors the writer gave up on (also tagged on the run at close).
@@ -71,6 +79,7 @@ class MLflowTracker:
         self._metrics: list[Any] = []
         self._params: dict[str, str] = {}
         self._tags: dict[str, str] = {}
+        self._inputs: list[Any] = []
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._wake = threading.Event()
@@ -93,9 +102,6 @@ class MLflowTracker:
                 if sent is None:
                     self._params[key] = text
                     self._params_sent[key] = text
-                if key.startswith("data.") and key.endswith(CHECKSUM_SUFFIXES) and text:
-                    # The data's identity is searchable as a tag too (tags.hairlab.data_checksum).
-                    self._tags["hairlab.data_checksum"] = text
         self._wake.set()
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
@@ -131,22 +137,58 @@ class MLflowTracker:
         except Exception as exc:  # noqa: BLE001 - tracking must not kill a finished training
             self._error(f"artifact {path}: {type(exc).__name__}: {exc}")
 
+    def log_dataset(self, data: Any) -> None:
+        """The data's facts as ``data.*`` tags, its load timings as ``data/*`` metrics (step 0),
+        and each split as an MLflow dataset input (sent by the writer, like everything else)."""
+        from hairlab.tracking.inputs import data_facts, dataset_inputs
+
+        info = data.info()
+        tags, metrics = data_facts(info)
+        self.set_tags(tags)
+        if metrics:
+            self.log_metrics(metrics, step=0)
+        try:
+            inputs = dataset_inputs(data, info)
+        except Exception as exc:  # noqa: BLE001 - a dataset the inputs cannot describe still trains
+            self._error(f"dataset inputs: {type(exc).__name__}: {exc}")
+            return
+        with self._lock:
+            self._inputs.extend(inputs)
+        self._wake.set()
+
+    def log_model(self, model: Any, input_example: Any) -> None:
+        """Log ``model`` with ``mlflow.pytorch`` (signature from ``input_example``); warns, never raises.
+
+        The model is saved from a CPU copy in eval mode, so it loads on any machine with
+        ``mlflow.pytorch.load_model(<the run's hairlab.model_uri tag>)``.
+        """
+        try:
+            info = _log_pytorch_model(model, input_example, self.run_id, self.uri)
+        except Exception as exc:  # noqa: BLE001 - the trained run must not be lost to a model upload
+            self._error(f"log_model: {type(exc).__name__}: {str(exc)[:300]}")
+            return
+        self.set_tags({"hairlab.model_uri": info.model_uri})
+
     def close(self, status: str = "FINISHED") -> None:
         """Drain the buffer, upload the job's files and plots, then end the run.
 
         An interrupted run (KILLED) is ended right after its metrics are flushed, before the
         uploads: whatever cuts the process next (a SIGKILL from a launcher tearing down its
-        workers) can no longer leave it RUNNING.
+        workers) can no longer leave it RUNNING. The system-metrics monitor stops first (its
+        last samples flushed), except on KILLED, where it stops after the run is ended.
         """
         if self.status is not None:
             return
         self.status = status
+        if status != "KILLED":
+            self._stop_system_metrics()
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=60)
         self.flush()
         if status == "KILLED":
             self._terminate(status)
+            self._stop_system_metrics()
         if self.upload_artifacts and self.job_dir is not None:
             self._upload_job_files()
         if self.plots and self.history and self.job_dir is not None:
@@ -156,6 +198,15 @@ class MLflowTracker:
             self.flush()
         if status != "KILLED":
             self._terminate(status)
+
+    def _stop_system_metrics(self) -> None:
+        monitor, self.system_metrics = self.system_metrics, None
+        if monitor is None:
+            return
+        try:
+            monitor.finish()  # wakes its thread at once, joins it, sends the samples it holds
+        except Exception as exc:  # noqa: BLE001 - system metrics are extras; the run's end is not
+            log.warning("MLflow run %s: stopping system metrics failed: %s", self.run_id, exc)
 
     def _terminate(self, status: str) -> None:
         try:
@@ -185,6 +236,12 @@ class MLflowTracker:
                 pending, self._metrics = self._metrics, []
                 params, self._params = self._params, {}
                 tags, self._tags = self._tags, {}
+                inputs, self._inputs = self._inputs, []
+            if inputs:
+                try:
+                    retrying(lambda: self.client.log_inputs(self.run_id, datasets=inputs), what="log_inputs")
+                except Exception as exc:  # noqa: BLE001 - kept and reported; training goes on
+                    self._error(f"log_inputs failed: {type(exc).__name__}: {str(exc)[:300]}")
             if params:
                 items = [Param(k, v) for k, v in params.items()]
                 for i in range(0, len(items), MAX_TAGS_PER_BATCH):
@@ -257,3 +314,65 @@ class MLflowTracker:
             return
         for path in paths:
             self.log_artifact(path, "plots")
+
+
+def _log_pytorch_model(model: Any, input_example: Any, run_id: str, uri: str | None) -> Any:
+    """``mlflow.pytorch.log_model`` into run ``run_id`` of store ``uri``; returns MLflow's ``ModelInfo``.
+
+    The signature is inferred from the example and the model's output on it; the pip
+    requirements are named (torch, hairlab) rather than inferred, which would load the model
+    again in a subprocess. A failed log_model can leave a half-made logged model behind; the
+    run's ``hairlab.model_uri`` tag names only a complete one.
+    """
+    import copy
+
+    import mlflow.pytorch
+    import torch
+    from mlflow.models import infer_signature
+
+    from hairlab import __version__
+
+    example = input_example.detach().to("cpu", torch.float32).contiguous()
+    params = list(model.parameters())
+    on_cpu = all(p.device.type == "cpu" for p in params) if params else True
+    was_training = model.training
+    cpu_model = model if on_cpu else copy.deepcopy(model).to("cpu")
+    cpu_model.eval()
+    try:
+        with torch.no_grad():
+            output = cpu_model(example)
+        signature = infer_signature(example.numpy(), output.detach().numpy())
+        options = dict(name="model", run_id=run_id, signature=signature, input_example=example.numpy(),
+                       pip_requirements=[f"torch=={torch.__version__}", f"hairlab=={__version__}"])
+        with _tracking_uri(uri):
+            try:  # MLflow's default: a torch.export program, which loads without hairlab's classes
+                return mlflow.pytorch.log_model(cpu_model, **options)
+            except Exception as exc:  # noqa: BLE001 - a model torch.export cannot trace is pickled instead
+                log.warning("torch.export could not save the model (%s: %s); logging it pickled",
+                            type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+                return mlflow.pytorch.log_model(cpu_model, serialization_format="pickle", **options)
+    finally:
+        model.train(was_training)
+
+
+@contextlib.contextmanager
+def _tracking_uri(uri: str | None) -> Iterator[None]:
+    """MLflow's global tracking URI set to ``uri`` for a fluent call, then put back as it was.
+
+    MLflow's own ``_use_tracking_uri`` also rewrites ``$MLFLOW_TRACKING_URI``; the variable is
+    restored too, so nothing outside this call sees a change.
+    """
+    if not uri:
+        yield
+        return
+    from mlflow.tracking._tracking_service import utils
+
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        with utils._use_tracking_uri(uri):
+            yield
+    finally:
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env

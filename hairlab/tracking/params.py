@@ -18,6 +18,8 @@ from typing import Any
 #: MLflow refuses longer parameter values (``mlflow.utils.validation.MAX_PARAM_VAL_LENGTH``).
 MAX_VALUE_LENGTH = 6000
 #: Characters MLflow accepts in a key; anything else becomes ``_``.
+#: Top-level config keys that are not logged as params.
+NOT_PARAMS = ("hydra", "tags")
 _BAD_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 
@@ -73,6 +75,10 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
 def config_params(cfg: Any) -> dict[str, str]:
     """The job's resolved config (without the ``hydra`` node) as flat parameters.
 
+    The user's ``tags`` are left out too: they become the run's MLflow tags
+    (:func:`hairlab.tracking.context.user_tags`), and a label must not show up as a setting
+    that differs in the compare view.
+
     A value whose interpolation cannot be resolved is kept as written (``${...}``) rather
     than failing the run.
     """
@@ -82,7 +88,7 @@ def config_params(cfg: Any) -> dict[str, str]:
         return flatten(cfg)
     container: dict[str, Any] = {}
     for key in (str(k) for k in cfg):
-        if key == "hydra":
+        if key in NOT_PARAMS:
             continue
         try:
             node = cfg[key]

@@ -25,13 +25,27 @@ class TrackingConfig:
     experiment: Optional[str] = field(
         default=None, metadata={"help": "MLflow experiment; null: the +experiment=NAME in use, else 'hairlab'"}
     )
-    run_name: Optional[str] = field(default=None, metadata={"help": "run name; null: the swept overrides"})
+    run_name: Optional[str] = field(
+        default=None, metadata={"help": "the run's name; null: the swept overrides (in a sweep every job gets this name)"}
+    )
     flush_interval_s: float = field(default=2.0, metadata={"help": "seconds between batched writes to the store"})
     log_artifacts: bool = field(
         default=True, metadata={"help": "upload the job's .hydra/ files, log, resolved config and curves at the end"}
     )
     plots: bool = field(default=True, metadata={"help": "render learning-curve plots as artifacts"})
     log_checkpoint: bool = field(default=False, metadata={"help": "also upload checkpoints/last.pt as an artifact"})
+    log_model: bool = field(
+        default=False,
+        metadata={"help": "log the trained model with mlflow.pytorch (signature, input example), loadable with "
+                          "mlflow.pytorch.load_model"},
+    )
+    system_metrics: bool = field(
+        default=True,
+        metadata={"help": "record CPU, memory (and GPU) use as system/* metrics with MLflow's system metrics monitor"},
+    )
+    system_metrics_interval_s: float = field(
+        default=10.0, metadata={"help": "seconds between system-metrics samples (each sample is one store write)"}
+    )
     fail_on_diverged: bool = field(
         default=True, metadata={"help": "a diverged job makes the sweep exit non-zero, like a failed one"}
     )
@@ -54,6 +68,8 @@ class TrackingConfig:
             raise ValueError(f"tracking.backend={self.backend!r}: expected mlflow or local")
         if not self.flush_interval_s > 0:
             raise ValueError(f"tracking.flush_interval_s={self.flush_interval_s}: expected a number > 0")
+        if not self.system_metrics_interval_s > 0:
+            raise ValueError(f"tracking.system_metrics_interval_s={self.system_metrics_interval_s}: expected a number > 0")
         if not self.heartbeat_s > 0:
             raise ValueError(f"tracking.heartbeat_s={self.heartbeat_s}: expected a number > 0")
         if not self.stale_after_s > self.heartbeat_s:

@@ -99,7 +99,7 @@ def train_job(cfg: Any, tracker: Any, host: PluginHost) -> dict[str, Any]:
     optimizer = build_optimizer(model, cfg.get("optimizer"), host, ecfg.decay_norm_and_bias)
 
     params = count_parameters(model)
-    tracker.log_params({f"data.{k}": _param(v) for k, v in data.info().items()})
+    tracker.log_dataset(data)  # facts as data.* tags, load timings as data/* metrics, splits as MLflow inputs
     tracker.set_tags({"device": str(device), "threads": str(threads), "world_size": str(world.size)})
     first = {"model/params": float(params)}
     from hairlab.costmodel.api import resolve_targets
@@ -163,9 +163,3 @@ def log_model(tracker: Any, engine: Any) -> None:
 def _shape(shape: Any) -> tuple[int, int, int]:
     c, h, w = (int(s) for s in shape)
     return (c, h, w)
-
-
-def _param(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in value) + "]"
-    return value

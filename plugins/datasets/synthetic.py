@@ -45,5 +45,5 @@ def build(*, num_classes: int, image_size: int, channels: int, root: Any, train_
         "synthetic", train=train, test=test, num_classes=num_classes, train_size=train_size,
         test_size=test_size, val_size=val_size, crop_padding=crop_padding, hflip=hflip,
         normalize=normalize, mean=mean, std=std,
-        extra_info={"source": f"generated (seed {seed}, noise {noise})"},
+        extra_info={"source": f"generated (seed {seed}, noise {noise}, {num_train} train / {num_test} test)"},
     )
