@@ -91,6 +91,10 @@ def check_config(cfg: Any, host: PluginHost) -> None:
     seed = cfg.get("seed") if hasattr(cfg, "get") else None
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise HairlabError(f"seed={seed!r}: expected int (the training seed); set e.g. seed=0")
+    if hasattr(cfg, "get"):
+        from hairlab.tracking.context import user_tags
+
+        user_tags(cfg.get("tags"))  # a bad `tags` value is refused before any run (one line, with the fix)
     targets = cfg.get("hw_targets") if hasattr(cfg, "get") else None
     names = [targets] if isinstance(targets, str) else list(targets or [])
     hardware = host.registry("hardware")

@@ -127,7 +127,7 @@ class SweepCallback(Callback):
         from omegaconf import OmegaConf
 
         from hairlab.tracking import interrupts, liveness, reconcile, rundir, store
-        from hairlab.tracking.context import SweepState, base_tags, run_name
+        from hairlab.tracking.context import SweepState, base_tags, run_name, user_tags
         from hairlab.tracking.factory import tracking_settings
 
         settings = tracking_settings(config)
@@ -144,7 +144,7 @@ class SweepCallback(Callback):
         keys = swept_keys(config)
         sweep_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         overrides = [str(o) for o in config.hydra.overrides.task]
-        tags = base_tags(base_dir)
+        tags = {**user_tags(config.get("tags")), **base_tags(base_dir)}  # the user's tags label the sweep too
         tags.update({
             "hairlab.sweep_parent": "true",
             "hairlab.sweep_id": sweep_id,
