@@ -352,3 +352,36 @@ def test_short_names_stay_unique() -> None:
     assert names["optimizer.name"] == "optimizer" and names["model.stages.1.activation"] == "stages.1.activation"
     assert names["optimizer.lr"] == "optimizer.lr" and names["trainer.lr"] == "trainer.lr"  # "lr" would clash
     assert names["throughput/img_s"] == "img/s" and names["hw/paper2012/latency_s"] == "paper2012 s"
+
+
+# -- plot labels: the split's own name, a log axis for learning rates that span decades ------------
+def _drawn(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Capture each saved figure's legend texts and y scale (by file name)."""
+    from matplotlib.figure import Figure
+
+    seen: dict[str, Any] = {}
+    original = Figure.savefig
+
+    def savefig(self: Any, fname: Any, *args: Any, **kwargs: Any) -> Any:
+        ax = self.axes[0]
+        legend = ax.get_legend()
+        seen[Path(str(fname)).name] = ([t.get_text() for t in legend.get_texts()] if legend else [], ax.get_yscale())
+        return original(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    return seen
+
+
+def test_job_plots_name_the_evaluated_split_and_log_the_lr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hairlab.tracking.plots import job_curves
+
+    seen = _drawn(monkeypatch)
+    warmup = [(s, 1e-4 * s) for s in range(1, 11)] + [(s, 1e-3) for s in range(11, 30)]
+    history = {"train/loss": [(1, 2.0), (2, 1.5)], "test/loss": [(2, 1.6)], "train/acc": [(1, 0.2), (2, 0.3)],
+               "test/acc": [(2, 0.25)], "lr": warmup}
+    paths = job_curves(history, tmp_path)
+    assert sorted(p.name for p in paths) == ["acc.png", "loss.png", "lr.png"]
+    assert seen["loss.png"][0] == ["test", "train"] and seen["acc.png"][0] == ["test", "train"]  # never "val"
+    assert seen["lr.png"][1] == "log"
+    job_curves({"lr": [(1, 0.1), (2, 0.1)]}, tmp_path / "flat")
+    assert seen["lr.png"][1] == "linear"  # a constant rate needs no log axis

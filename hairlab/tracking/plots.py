@@ -1,4 +1,5 @@
-"""Learning-curve PNGs: one job's train/val curves, and a sweep's runs overlaid per metric."""
+"""Learning-curve PNGs: one job's curves (train and the evaluated split, by its own name), and a
+sweep's runs overlaid per metric."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from pathlib import Path
 
 Series = Sequence[tuple[int, float]]
 
-#: Metrics drawn as curves, in this order, when present.
-CURVE_METRICS = ("train/loss", "val/loss", "train/acc", "val/acc", "lr")
+#: Metrics drawn as curves, in this order, when present (``val/*`` with a validation split,
+#: ``test/*`` for the test split's evaluations; older stores have ``val/*`` only).
+CURVE_METRICS = ("train/loss", "val/loss", "test/loss", "train/acc", "val/acc", "test/acc", "lr")
+#: The splits a job's loss and accuracy plots draw, each under its own name.
+SPLITS = ("train", "val", "test")
 
 
 def metric_filename(metric: str) -> str:
@@ -67,8 +71,7 @@ def plot_bands(groups: Mapping[str, Sequence[Series]], path: str | Path, *, titl
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
-        # a log axis only where losses span a decade or so (divergence, long runs)
-        if ylabel.endswith("loss") and values and min(values) > 0 and max(values) / min(values) > 5:
+        if _log_axis(ylabel, values):
             ax.set_yscale("log")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # never over a curve
         fig.tight_layout()
@@ -80,12 +83,25 @@ def plot_bands(groups: Mapping[str, Sequence[Series]], path: str | Path, *, titl
         plt.close(fig)
 
 
+def _log_axis(ylabel: str, values: Sequence[float]) -> bool:
+    """A log axis where values span decades: losses over ~5x (divergence, long runs), learning rates
+    over 10x (warm-up, decay; a linear axis puts 1e-3 flat on zero beside 0.1)."""
+    positive = [v for v in values if v > 0]
+    if not positive:
+        return False
+    if ylabel.endswith("loss"):
+        return min(values) > 0 and max(values) / min(values) > 5
+    if ylabel in ("lr", "learning rate"):
+        return max(positive) / min(positive) >= 10
+    return False
+
+
 def job_curves(history: Mapping[str, Series], directory: str | Path) -> list[Path]:
-    """A job's curves: loss (train and val), accuracy (train and val), learning rate."""
+    """A job's curves: loss and accuracy (train and each evaluated split, by its own name), learning rate."""
     out: list[Path] = []
     directory = Path(directory)
     for name in ("loss", "acc"):
-        series = {split: history.get(f"{split}/{name}", ()) for split in ("train", "val")}
+        series = {split: history.get(f"{split}/{name}", ()) for split in SPLITS}
         path = plot_series(series, directory / f"{name}.png", title=name, ylabel=name)
         if path:
             out.append(path)
