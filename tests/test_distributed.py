@@ -82,7 +82,7 @@ def test_torchrun_two_ranks_match_one_process_and_log_one_run(tmp_path: Path) ->
     run = runs[0]
     assert run.info.status == "FINISHED" and run.data.tags["world_size"] == "2"
     assert sorted(ref) == [2, 4, 6, 8]  # 4 steps per epoch, a point every 2
-    for key in ("train/loss", "val/loss", "val/acc", "train/acc"):
+    for key in ("train/loss", "test/loss", "test/acc", "train/acc"):
         got = {h.step: h.value for h in client.get_metric_history(run.info.run_id, key)}
         assert sorted(got) == sorted(ref), key
         for step, row in ref.items():

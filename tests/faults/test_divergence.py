@@ -22,12 +22,12 @@ def test_adam_at_a_huge_lr_is_tagged_diverged(workdir: Path) -> None:
     assert run.data.tags.get("diverged") == "true", (run.data.tags, out[-2000:])
     assert run.info.status == "FINISHED"
     assert code != 0, out[-2000:]  # tracking.fail_on_diverged (default true)
-    val = fk.client(uri).get_metric_history(run.info.run_id, "val/loss")
+    val = fk.client(uri).get_metric_history(run.info.run_id, "test/loss")  # no val split: test is evaluated
     # whatever went non-finite first (train or eval loss), no finite "result" hides it
     if val and all(math.isfinite(m.value) for m in val):
         assert run.data.tags.get("diverged_metric") is None
     if any(not math.isfinite(m.value) for m in val):
-        assert run.data.tags.get("diverged_metric") == "val/loss", run.data.tags
+        assert run.data.tags.get("diverged_metric") == "test/loss", run.data.tags
 
 
 @pytest.mark.parametrize(("override", "key"), [("trainer.epochs=many", "trainer.epochs"),
@@ -70,7 +70,7 @@ class _NaNEval:
 
 
 def test_a_nan_evaluation_loss_is_divergence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The eval half of "any non-finite loss": training losses finite, val/loss NaN -> diverged."""
+    """The eval half of "any non-finite loss": training losses finite, test/loss NaN -> diverged."""
     from omegaconf import OmegaConf
 
     from hairlab.plugin_manager import get_host
@@ -90,6 +90,7 @@ def test_a_nan_evaluation_loss_is_divergence(tmp_path: Path, monkeypatch: pytest
     tracker.close()
     assert result["status"] == "diverged" and result["diverged_step"] == 2, result
     assert math.isfinite(result["last_finite_loss"])
-    assert tracker.tags["diverged"] == "true" and tracker.tags["diverged_metric"] == "val/loss"
-    rows = [r for r in read_metrics(tmp_path / "run") if "val/loss" in r]
-    assert len(rows) == 1 and math.isnan(rows[0]["val/loss"])  # logged, then the fit stopped
+    assert tracker.tags["diverged"] == "true" and tracker.tags["diverged_metric"] == "test/loss"
+    assert tracker.tags["hairlab.stop_reason"] == "diverged"
+    rows = [r for r in read_metrics(tmp_path / "run") if "test/loss" in r]
+    assert len(rows) == 1 and math.isnan(rows[0]["test/loss"])  # logged, then the fit stopped
