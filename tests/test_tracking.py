@@ -391,3 +391,46 @@ def test_null_and_local_trackers_take_every_call(tmp_path: Path) -> None:
         tracker.log_model(object(), None)  # no-op: checkpoints are the local record
         tracker.log_dataset(synthetic())
         tracker.close()
+
+
+def test_tags_and_run_name_do_not_change_the_job_key() -> None:
+    from omegaconf import OmegaConf
+
+    from hairlab.tracking.identity import job_key, result_params
+
+    base = {"optimizer": {"lr": 0.1}, "tags": [], "tracking": {"run_name": None}}
+    labelled = {"optimizer": {"lr": 0.1}, "tags": ["baseline", "owner:ana"], "tracking": {"run_name": "mine"},
+                "objective": {"metrics": ["val/acc"]}}
+    assert job_key(OmegaConf.create(base), "v") == job_key(OmegaConf.create(labelled), "v")
+    assert "tags" not in config_params(OmegaConf.create(labelled))  # labels are tags, not params
+    assert result_params(OmegaConf.create(base)) == {"optimizer.lr": "0.1"}
+    assert job_key(OmegaConf.create({**base, "optimizer": {"lr": 0.2}}), "v") != job_key(OmegaConf.create(base), "v")
+
+
+@pytest.mark.slow
+def test_a_run_carries_the_user_tags_name_and_environment(tmp_path: Path) -> None:
+    """Through `hairlab run`: tags=[...] and tracking.run_name reach the MLflow run; a bad tags value is
+    refused before any run exists."""
+    import os
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "hairlab", "run", "dataset=synthetic", "dataset.train_size=32",
+            "dataset.test_size=16", "trainer.max_steps=2", "trainer.batch_size=16", "trainer.progress=false",
+            "tags=[baseline,owner:ana]", "tracking.run_name=my-run", "tracking.system_metrics=false",
+            "trainer.checkpoint=none"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    res = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    client = store.client(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.info.run_name == "my-run"
+    assert run.data.tags["baseline"] == "true" and run.data.tags["owner"] == "ana"
+    assert run.data.tags["hairlab.env.cpu"] and run.data.tags["hairlab.env.torch"]
+    assert not any(k.startswith(("data.", "tags")) for k in run.data.params)
+    assert run.data.tags["data.train_examples"] == "32" and "data/load_s" not in run.data.params
+    assert {i.tags[0].value for i in run.inputs.dataset_inputs} == {"training", "test"}
+    bad = subprocess.run([*args[:-4], "tags=[[nested]]"], cwd=tmp_path, capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert bad.returncode == 2 and "tags:" in bad.stderr and "Traceback" not in bad.stderr
+    assert len(client.search_runs([e.experiment_id for e in client.search_experiments()])) == 1
