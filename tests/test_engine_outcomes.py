@@ -196,3 +196,41 @@ def test_early_stop_true_and_a_metric_the_run_does_not_log(tmp_path: Path) -> No
         run(make_cfg(tmp_path / "b", early_stop={"metric": "val/acc"}), tmp_path / "b")
     with pytest.raises(HairlabError, match=r"trainer\.early_stop needs an evaluation"):
         run(make_cfg(tmp_path / "c", eval_split="none", early_stop=True), tmp_path / "c")
+
+
+# -- tracking.log_model, and the result of a reused run --------------------------------------------
+def test_log_model_gets_the_trained_model_and_real_images(tmp_path: Path) -> None:
+    from hairlab.plugin_manager import get_host
+    from hairlab.tracking.base import LocalTracker
+    from hairlab.training.job import train_job
+
+    class Keeping(LocalTracker):
+        logged: list[tuple[Any, Any]] = []
+
+        def log_model(self, model: Any, input_example: Any) -> None:
+            self.logged.append((model, input_example))
+
+    for wanted in (False, True):
+        cfg = make_cfg(tmp_path, epochs=1)
+        cfg.tracking = {"log_model": wanted}
+        tracker = Keeping(tmp_path / f"run{wanted}")
+        Keeping.logged = []
+        try:
+            train_job(cfg, tracker, get_host())
+        finally:
+            tracker.close()
+        assert len(Keeping.logged) == int(wanted)
+    model, example = Keeping.logged[0]
+    assert example.shape == (2, 3, 16, 16) and example.dtype == torch.float32 and example.device.type == "cpu"
+    assert not model.training and model(example).shape == (2, 4)
+
+
+def test_a_reused_runs_result_carries_its_selection_metric_and_stop_reason() -> None:
+    from types import SimpleNamespace
+
+    from hairlab.tracking.resume import stored_result
+
+    run = SimpleNamespace(info=SimpleNamespace(run_id="r1"), data=SimpleNamespace(
+        tags={"hairlab.selection_metric": "val/acc", "hairlab.stop_reason": "max_steps"}, metrics={"val/acc": 0.5}))
+    assert stored_result(run) == {"status": "skipped", "run_id": "r1", "selection_metric": "val/acc",
+                                  "stop_reason": "max_steps", "val/acc": 0.5}

@@ -165,5 +165,5 @@ def test_experiment_runs_as_a_sweep(path: Path, tmp_path: Path, store: str,
         # every run, trained or profiled, is also a point of the accuracy-against-latency view
         assert metrics.get("hw/paper2012/latency_s", 0) > 0, sorted(metrics)
         if "train/loss" in metrics:
-            assert 0.0 <= metrics["val/acc"] <= 1.0
+            assert 0.0 <= metrics[run.data.tags["hairlab.selection_metric"]] <= 1.0
     assert len({r.info.run_name for r in children}) == jobs, "runs are named after their swept values"

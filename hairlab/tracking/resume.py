@@ -79,6 +79,9 @@ def stored_result(run: Any) -> dict[str, Any]:
     result: dict[str, Any] = {"status": "skipped", "run_id": run.info.run_id}
     if str(run.data.tags.get("diverged", "")).lower() == "true":
         result["diverged_step"] = run.data.tags.get("diverged_step")
+    for key in ("selection_metric", "stop_reason"):  # as train_job returns them (engine tags)
+        if f"hairlab.{key}" in run.data.tags:
+            result[key] = run.data.tags[f"hairlab.{key}"]
     result.update(run.data.metrics)
     return result
 
