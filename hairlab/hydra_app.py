@@ -25,6 +25,13 @@ CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
 CONFIG_NAME = "config"
 #: Set to 1 to see full tracebacks instead of one-line errors.
 ENV_DEBUG = "HAIRLAB_DEBUG"
+#: Hydra plugins that hairlab's extras install: group -> option -> extra (``pip install 'hairlab[EXTRA]'``).
+EXTRAS = {
+    "hydra/launcher": {"joblib": "joblib", "submitit_local": "slurm", "submitit_slurm": "slurm"},
+    "hydra/sweeper": {"optuna": "search"},
+}
+#: The command line being composed (for hints that quote the user's own override back).
+_ARGS: list[str] = []
 
 
 def debug_enabled() -> bool:
@@ -90,6 +97,7 @@ def run(argv: list[str], task_function: Callable[[Any], Any]) -> None:
     from hydra._internal.utils import _run_hydra, get_args_parser
 
     flags, overrides = _split_hydra_args(list(argv))
+    _ARGS[:] = overrides
     # --info takes an optional value; keep Hydra's own parser in charge of the meaning.
     parser = get_args_parser()
     with _errors_as_hairlab(), _quiet_job_error_line(), _hydra_full_error():
@@ -113,6 +121,7 @@ def compose(overrides: list[str], config_name: str = CONFIG_NAME) -> Any:
     from hairlab.contract.preflight import check_chosen
     from hairlab.plugin_manager import get_host
 
+    _ARGS[:] = overrides
     with _errors_as_hairlab():
         final = _prepare_overrides(list(overrides))
         GlobalHydra.instance().clear()
@@ -213,6 +222,12 @@ def describe_config_error(exc: BaseException) -> str:
     for err in chain:
         if isinstance(err, OmegaConfBaseException) and getattr(err, "full_key", None):
             return describe_omegaconf_error(err)
+    for err in chain:
+        m = re.search(r"Could not override '([^']+)'\. No match in the defaults list", str(err))
+        if m:
+            value = _user_value(m.group(1)) or "NAME"
+            return (f"{m.group(1)} is not in the defaults list, so it cannot be overridden; add it with "
+                    f"+{m.group(1)}={value}")
     first = str(exc).strip().splitlines()
     text = first[0] if first else type(exc).__name__
     return f"{text} (set {ENV_DEBUG}=1 for details)"
@@ -232,11 +247,34 @@ def _describe_missing(err: Any) -> str:
             options = [o.strip() for o in m.group(1).splitlines() if o.strip()]
     if group:
         listed = ", ".join(o for o in options if "/" not in o) if options else "none"
+        extra = EXTRAS.get(group, {}).get(option)
+        if extra:
+            return (f"unknown {group} option '{option}'; available: {listed or 'none'}; {option} needs an extra: "
+                    f"pip install 'hairlab[{extra}]'")
+        prefix = _user_prefix(group)
         return (
             f"unknown {group} option '{option}'; available: {listed or 'none'} "
-            f"(choose one with {group}=NAME, or install a plugin that provides it){_failure_note(group)}"
+            f"(choose one with {prefix}{group}=NAME, or install a plugin that provides it){_failure_note(group)}"
         )
     return f"config '{missing}' not found (check the name, or `hairlab run --info searchpath`)"
+
+
+def _user_prefix(key: str) -> str:
+    """The ``+``/``++`` the user wrote before ``key=`` (``+experiment=x`` -> ``+``), so a hint can repeat it."""
+    for arg in _ARGS:
+        name = arg.split("=", 1)[0]
+        if name.lstrip("+") == key:
+            return name[: len(name) - len(key)]
+    return ""
+
+
+def _user_value(key: str) -> str:
+    """The value the user gave ``key`` on the command line, else ''."""
+    for arg in _ARGS:
+        name, sep, value = arg.partition("=")
+        if sep and name.lstrip("+~") == key:
+            return value
+    return ""
 
 
 def _failure_note(group: str) -> str:
@@ -273,7 +311,12 @@ def describe_omegaconf_error(err: Any) -> str:
     if "not in struct" in text or ("Key '" in text and "not" in text):
         parent = key.rpartition(".")[0]
         valid = _valid_keys(getattr(err, "object_type", None))
-        hint = f"valid options: {valid}" if valid else "`hairlab run --cfg job` shows the valid keys"
+        if valid:
+            hint = f"valid options: {valid}"
+        else:  # a node without a schema (a YAML list item): the key can be added, then checked
+            dotted = re.sub(r"\[(\d+)\]", r".\1", key)
+            hint = (f"+{dotted}={_user_value(dotted) or 'VALUE'} adds it (then checked against its entry's "
+                    "options); `hairlab run --cfg job` shows the keys there are")
         where = f"an option of {label}" if label else f"a key of {parent or 'the config'}"
         return f"{key} is not {where}; {hint}"
     return f"{key}: {text}{owner}"

@@ -54,6 +54,11 @@ def test_list_with_pattern(tmp_path: Path) -> None:
         (["list", "optimizers", "zz*"], "no optimizers match 'zz*'; available: adam"),
         (["run", "optimizer=adamw"], "unknown optimizer option 'adamw'; available: adam, sgd"),
         (["run", "+experiment=nope"], "unknown experiment option 'nope'; available:"),
+        (["run", "+experiment=nope"], "(choose one with +experiment=NAME"),  # the + form: the plain one fails
+        (["run", "experiment=adam_vs_sgd"], "experiment is not in the defaults list, so it cannot be overridden; "
+                                            "add it with +experiment=adam_vs_sgd"),
+        (["run", "model.stages.1.activation=swish"], "+model.stages.1.activation=swish adds it"),
+        (["run", "hydra/launcher=nope"], "unknown hydra/launcher option 'nope'; available: basic"),
         (["run", "nosuchkey=3"], "nosuchkey"),
         (["run", "optimizer.lr=abc", "dataset=synthetic", "tracking=local", "hw_targets=[]"],
          "optimizer.lr='abc': expected float (optimizer 'adam' (plugin optim"),
@@ -186,3 +191,27 @@ def test_misspelt_disabled_plugin_is_one_warning_line(tmp_path: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith("hairlab: warning: $HAIRLAB_DISABLE_PLUGINS names no installed "
                                                    "plugin: optm"), res.stderr
     assert "datasets, hairnet, hardware, optim" in lines[0]
+
+
+@pytest.mark.parametrize(("group", "option", "extra"), [
+    ("hydra/launcher", "joblib", "joblib"), ("hydra/launcher", "submitit_slurm", "slurm"),
+    ("hydra/launcher", "submitit_local", "slurm"), ("hydra/sweeper", "optuna", "search"),
+])
+def test_a_missing_hydra_plugin_names_the_extra(group: str, option: str, extra: str) -> None:
+    """`hydra/launcher=joblib` without the plugin installed: Hydra's own exception, as it raises it."""
+    from hydra.errors import MissingConfigException
+
+    from hairlab.hydra_app import describe_config_error
+
+    exc = MissingConfigException(f"Could not find '{group}/{option}'\nAvailable options in '{group}':\n\tbasic\n",
+                                 missing_cfg_file=f"{group}/{option}", options=["basic"])
+    text = describe_config_error(exc)
+    assert text == f"unknown {group} option '{option}'; available: basic; {option} needs an extra: " \
+                   f"pip install 'hairlab[{extra}]'", text
+
+
+def test_the_hint_suggested_for_a_new_key_is_what_runs(tmp_path: Path) -> None:
+    """The `+key=value` a hint suggests reaches the entry's own check (its options named), not Hydra's."""
+    res = run_cli(["run", "+model.stages.1.activation=swish", "dataset=synthetic", "tracking=local"], cwd=tmp_path)
+    assert res.returncode == 2 and "not an option of block 'dw_separable'" in res.stderr, res.stderr
+    assert "valid options: batch_norm, kernel_size" in res.stderr
