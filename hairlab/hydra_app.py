@@ -98,6 +98,8 @@ def run(argv: list[str], task_function: Callable[[Any], Any]) -> None:
 
     flags, overrides = _split_hydra_args(list(argv))
     _ARGS[:] = overrides
+    if _shell_completion(flags, overrides):
+        return
     # --info takes an optional value; keep Hydra's own parser in charge of the meaning.
     parser = get_args_parser()
     with _errors_as_hairlab(), _quiet_job_error_line(), _hydra_full_error():
@@ -109,6 +111,42 @@ def run(argv: list[str], task_function: Callable[[Any], Any]) -> None:
             config_path=CONFIG_PATH,
             config_name=CONFIG_NAME,
         )
+
+
+#: ``eval "$(hairlab run -sc install=bash)"``: Hydra's completion of config groups and keys after
+#: ``hairlab run``, typer's (``hairlab --install-completion``) for everything else. Hydra's own
+#: script would call ``hairlab -sc query=bash`` (no ``run``) and claim the whole command.
+BASH_COMPLETION = r"""_hairlab_hydra_completion()
+{
+    local words=($COMP_LINE)
+    if [ "${words[1]}" == "run" ] && (( COMP_CWORD >= 2 )); then
+        local choices=$(COMP_POINT=$COMP_POINT COMP_LINE=$COMP_LINE hairlab run -sc query=bash 2>/dev/null)
+        local word=${words[$COMP_CWORD]}
+        COMPREPLY=($(compgen -o nospace -o default -W "$choices" -- "$word"))
+    elif declare -F _hairlab_completion > /dev/null; then
+        _hairlab_completion  # typer's, from `hairlab --install-completion`
+    else
+        COMPREPLY=($(compgen -W "run compare ui hw-report plugins list --help --version" -- "${COMP_WORDS[COMP_CWORD]}"))
+    fi
+}
+COMP_WORDBREAKS=${COMP_WORDBREAKS//=}
+complete -o nospace -o default -F _hairlab_hydra_completion hairlab
+"""
+BASH_UNINSTALL = "complete -r hairlab 2> /dev/null; unset -f _hairlab_hydra_completion\n"
+
+
+def _shell_completion(flags: list[str], overrides: list[str]) -> bool:
+    """``-sc install=bash`` / ``uninstall=bash``: print hairlab's script (True: done). ``-sc query=SHELL``:
+    drop the ``run`` word from ``$COMP_LINE`` so Hydra completes the words after it (False: Hydra runs)."""
+    if not {"-sc", "--shell-completion"} & set(flags):
+        return False
+    if "install=bash" in overrides or "uninstall=bash" in overrides:
+        print(BASH_COMPLETION if "install=bash" in overrides else BASH_UNINSTALL, end="")
+        return True
+    line = os.environ.get("COMP_LINE")
+    if line is not None:
+        os.environ["COMP_LINE"] = re.sub(r"^(\s*\S+)\s+run(?=\s|$)", r"\1", line, count=1)
+    return False
 
 
 def compose(overrides: list[str], config_name: str = CONFIG_NAME) -> Any:

@@ -215,3 +215,35 @@ def test_the_hint_suggested_for_a_new_key_is_what_runs(tmp_path: Path) -> None:
     res = run_cli(["run", "+model.stages.1.activation=swish", "dataset=synthetic", "tracking=local"], cwd=tmp_path)
     assert res.returncode == 2 and "not an option of block 'dw_separable'" in res.stderr, res.stderr
     assert "valid options: batch_norm, kernel_size" in res.stderr
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("hairlab run optimizer=", {"optimizer=adam", "optimizer=sgd"}),
+    ("hairlab run optimizer.l", {"optimizer.lr="}),
+    ("hairlab run +experiment=adam", {"+experiment=adam_vs_sgd"}),
+    ("hairlab run -m seed=0,1 hydra/launcher=jo", {"hydra/launcher=joblib"}),
+])
+def test_hydra_completion_through_hairlab_run(tmp_path: Path, line: str, expected: set[str]) -> None:
+    """Hydra's bash completion as bash runs it: the installed function, COMP_LINE, COMPREPLY."""
+    import shutil
+
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash")
+    words = line.split()
+    script = (f'eval "$(hairlab run -sc install=bash)"\n'
+              f'COMP_LINE="{line}"; COMP_POINT={len(line)}; COMP_WORDS=({line}); COMP_CWORD={len(words) - 1}\n'
+              '_hairlab_hydra_completion; printf "%s\\n" "${COMPREPLY[@]}"\n')
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    res = subprocess.run([bash, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert set(res.stdout.split()) == expected, (res.stdout, res.stderr)
+
+
+def test_completion_query_reads_the_words_after_run(tmp_path: Path) -> None:
+    """`hairlab run -sc query=bash` (what the script calls) no longer reads `run` as an override."""
+    res = run_cli(["run", "-sc", "query=bash"], cwd=tmp_path, env={"COMP_LINE": "hairlab run trainer.max_st"})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["trainer.max_steps="]
+    res = run_cli(["run", "-sc", "install=bash"], cwd=tmp_path)
+    assert res.returncode == 0 and "complete -o nospace -o default -F _hairlab_hydra_completion hairlab" in res.stdout
