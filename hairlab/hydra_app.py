@@ -225,7 +225,7 @@ def _quiet_job_error_line() -> Iterator[None]:
 def _errors_as_hairlab() -> Iterator[None]:
     try:
         yield
-    except (HairlabError, SystemExit, KeyboardInterrupt):
+    except (HairlabError, SystemExit, KeyboardInterrupt, BrokenPipeError):  # a closed pipe ends quietly (cli)
         raise
     except Exception as exc:
         if debug_enabled():
