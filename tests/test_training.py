@@ -204,7 +204,8 @@ def test_options_schedules_smoothing_flip_and_val_split(tmp_path: Path) -> None:
     ("early_stop", {"mode": "up"}, r"^trainer\.early_stop\.mode='up': expected 'max' \| 'min'"),
     ("early_stop", {"min_delta": -1}, r"^trainer\.early_stop\.min_delta=-1.0: expected a number >= 0"),
     ("early_stop", {"wait": 2}, r"^trainer\.early_stop\.wait is not an option of trainer settings"),
-    ("early_stop", "soon", r"^trainer\.early_stop='soon': expected EarlyStopConfig or bool or null"),
+    ("early_stop", "soon", r"^trainer\.early_stop='soon': expected bool or \{metric, mode, patience, min_delta\} or null .*"
+                                  r"set e\.g\. trainer\.early_stop=true$"),
     ("max_steps", 0, r"^trainer\.max_steps=0: expected an integer >= 1 or null"),
     ("eval_every", 0, r"^trainer\.eval_every=0: expected an integer >= 1 or null"),
     ("grad_clip", -1, r"^trainer\.grad_clip=-1.0: expected a number > 0 or null"),

@@ -203,6 +203,8 @@ def type_name(tp: Any) -> str:
     if origin is not None:
         args = ", ".join(type_name(a) for a in typing.get_args(tp))
         return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):  # a group of options: its keys
+        return "{" + ", ".join(f.name for f in dataclasses.fields(tp)) + "}"
     return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 

@@ -58,7 +58,7 @@ class EngineConfig:
     resume_mismatch: Literal["refuse", "allow"] = opt(
         "refuse", "continue a trainer.resume checkpoint whose job key differs (another lr, optimizer, code "
                   "version): refuse (one-line error naming the keys) or allow")
-    early_stop: Union[EarlyStopConfig, bool, None] = opt(
+    early_stop: Union[bool, EarlyStopConfig, None] = opt(
         None, "stop when a metric stops improving: {metric, mode, patience, min_delta}; true = the defaults; "
               "null = off")
 
