@@ -134,8 +134,9 @@ def ui(
     impl(host=host, port=port, tracking_uri=tracking_uri)
 
 
-@app.command("compare")
+@app.command("compare", context_settings={"allow_extra_args": True})
 def compare(
+    ctx: typer.Context,
     experiment: Annotated[Optional[str], typer.Argument(help="MLflow experiment name (default: the newest).")] = None,
     sort: Annotated[Optional[str], typer.Option("--sort", help="Metric to sort by, e.g. val/acc or test/acc.")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
@@ -151,12 +152,27 @@ def compare(
         Optional[str], typer.Option("--columns", "-c",
                                     help="Columns to show, comma-separated names or patterns, e.g. 'run,lr,*acc'.")
     ] = None,
+    pareto: Annotated[
+        Optional[list[str]], typer.Option(
+            "--pareto", help="Show the Pareto front of these objectives instead, e.g. --pareto val/acc:max "
+                             "hw/paper2012/latency_s:min (--plot DIR then draws it: pareto.png).")
+    ] = None,
+    reference: Annotated[
+        Optional[list[str]], typer.Option(
+            "--reference", help="A run (id or name, any experiment) drawn as a labelled reference point on the "
+                                "--pareto plot; repeatable.")
+    ] = None,
 ) -> None:
     """Compare the runs of an experiment: the params that vary, final metrics, status."""
     from hairlab.commands.tracking import compare as impl
 
+    specs, extra = list(pareto or []), list(ctx.args)
+    if specs and experiment is not None and ":" in experiment:  # `compare --pareto a:max b:min`: no experiment
+        extra, experiment = [experiment, *extra], None
+    if extra and not specs:
+        raise HairlabError(f"unexpected argument {extra[0]!r}; `hairlab compare --help` lists the options")
     impl(experiment=experiment, sort=sort, fmt=fmt.value, plot=plot, tracking_uri=tracking_uri,
-         group_seeds=group_seeds, columns=columns)
+         group_seeds=group_seeds, columns=columns, pareto=specs + extra or None, references=reference)
 
 
 def entrypoint() -> None:

@@ -195,6 +195,8 @@ def compare(
     tracking_uri: str | None = None,
     group_seeds: bool = True,
     columns: str | None = None,
+    pareto: list[str] | None = None,
+    references: list[str] | None = None,
 ) -> None:
     """Print a table of an experiment's runs (sweep parents left out).
 
@@ -223,6 +225,11 @@ def compare(
         if sort not in present:
             raise HairlabError(f"no run logged metric '{sort}'; metrics: {', '.join(present) or 'none'}")
     preferred = _swept_params(client, runs)
+    if pareto:  # the non-dominated runs instead of the whole table (hairlab.search.front, H4)
+        from hairlab.search.front import compare_front
+
+        compare_front(client, exp, runs, pareto, fmt=fmt, plot=plot, references=references or (), preferred=preferred)
+        return
     all_columns, rows = summary.table(runs, sort=sort, preferred_params=preferred)
     picked = summary.pick_columns(all_columns, columns) if columns else None
     if fmt == "table":

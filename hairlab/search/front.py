@@ -213,7 +213,9 @@ def print_front(result: Front, title: str) -> None:
     from hairlab.tracking import summary
 
     columns, rows = table(result)
-    shown = [c for c in columns if c not in ("run_id", "pareto")]
+    # the run label names the varying params in short form (w=0.5 k=3 r2=1 lr=0.1): it and the
+    # objectives fit a terminal; --format csv|json|markdown has every column
+    shown = ["run", *[c for c in columns if c not in ("run", "run_id", "pareto", *result.keys)]]
     Console().print(summary.rich_table(shown, rows, title=title))
 
 
@@ -252,3 +254,81 @@ def config_view(config: Any) -> dict[str, Any]:
             return None
 
     return {"objective": select("objective"), "hardware": {"name": select("hardware.name")}}
+
+
+def pareto_specs(values: Sequence[str]) -> list[Objective]:
+    """``--pareto`` values (``METRIC:max``, space- or comma-separated) as objectives; 2+ needed."""
+    from hairlab.errors import HairlabError
+
+    items = [part.strip() for value in values for part in str(value).split(",") if part.strip()]
+    try:
+        objectives = parse(items)
+    except HairlabError as exc:
+        raise HairlabError(f"--pareto: {exc}") from None
+    if len(objectives) < 2:
+        raise HairlabError("--pareto needs two or more METRIC:max|min, e.g. --pareto val/acc:max "
+                           "hw/paper2012/latency_s:min")
+    return objectives
+
+
+def find_references(client: Any, names: Sequence[str], experiment_ids: Sequence[str]) -> list[Any]:
+    """Runs named by id or run name: this experiment first, then every experiment of the store."""
+    from hairlab.errors import HairlabError
+    from hairlab.tracking import summary
+
+    found = []
+    for name in names:
+        run = None
+        try:
+            run = client.get_run(name)
+        except Exception:  # noqa: BLE001 - not a run id: try it as a run name
+            run = None
+        if run is None:
+            query = f"attributes.run_name = '{name}'"
+            for ids in (list(experiment_ids), [e.experiment_id for e in client.search_experiments()]):
+                matches = summary.fetch_runs(client, ids, query)
+                if matches:
+                    run = max(matches, key=lambda r: r.info.start_time or 0)
+                    break
+        if run is None:
+            raise HairlabError(f"--reference {name}: no run with that id or name in this store; give a run id "
+                               "or run name (`hairlab compare EXPERIMENT` lists them)")
+        found.append(run)
+    return found
+
+
+def compare_front(client: Any, experiment: Any, runs: Sequence[Any], specs: Sequence[str], *, fmt: str,
+                  plot: Path | None, references: Sequence[str] = (), preferred: Sequence[str] = ()) -> Front:
+    """``hairlab compare EXPERIMENT --pareto ...``: print the front (or render it), draw it with ``--plot``."""
+    import typer
+
+    from hairlab.errors import HairlabError
+    from hairlab.search.plot import draw
+    from hairlab.tracking import summary
+
+    objectives = pareto_specs(specs)
+    present = {k for r in runs for k in r.data.metrics}
+    for o in objectives:
+        if o.metric is not None and o.metric not in present:
+            raise HairlabError(f"--pareto {o.label()}: no run of '{experiment.name}' logged {o.metric}; metrics: "
+                               f"{', '.join(sorted(present)) or 'none'}")
+    result = compute(runs, objectives, preferred)
+    if fmt == "table":
+        print_front(result, f"{experiment.name}: Pareto front ({' '.join(o.label() for o in objectives)}), "
+                            f"{len(result.front)} of {len(result.runs)} runs")
+    else:
+        columns, rows = table(result)
+        typer.echo(summary.render(columns, rows, fmt), nl=False)
+    if plot is not None:
+        picture = chart(result, find_references(client, list(references), [experiment.experiment_id]),
+                        title=f"{experiment.name}: {len(result.runs)} runs, {len(result.front)} on the front")
+        if picture is None:
+            raise HairlabError("--plot with --pareto draws an accuracy against a hw/<target>/latency_s objective; "
+                               "give exactly those two, e.g. --pareto val/acc:max hw/paper2012/latency_s:min")
+        try:
+            path = draw(picture, Path(plot) / "pareto.png")
+        except OSError as exc:
+            raise HairlabError(f"cannot write the plot to {plot}: {exc.strerror or exc}; pass --plot DIR with a "
+                               "writable directory") from None
+        typer.echo(f"wrote {path}", err=True)
+    return result
