@@ -38,6 +38,23 @@ def debug_enabled() -> bool:
     return os.environ.get(ENV_DEBUG, "") not in ("", "0") or os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
+#: Config groups applied after everything else in the defaults list, whatever the order given:
+#: ``debug=fast`` makes an ``+experiment=`` debug-sized (LHT puts ``debug`` last in its defaults).
+LAST_GROUPS = ("debug",)
+
+
+def _groups_last(args: list[str]) -> list[str]:
+    """``debug=fast`` -> ``+debug=fast`` at the end of the overrides (appended after ``+experiment=``)."""
+    head, tail = [], []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and key.lstrip("+") in LAST_GROUPS:
+            tail.append(f"+{key.lstrip('+')}={value}")
+        else:
+            head.append(arg)
+    return head + tail
+
+
 def _prepare_overrides(args: list[str]) -> list[str]:
     """Register plugin configs and add their search-path entries to the overrides."""
     from hydra.core.config_store import ConfigStore
@@ -51,8 +68,9 @@ def _prepare_overrides(args: list[str]) -> list[str]:
     register_schemas(host, store, users)  # every entry's schema is its group's option: no YAML needed
     host.configure_store(store)
     extra = host.searchpath()
+    args = _groups_last(list(args))
     if not extra:
-        return list(args)
+        return args
     out, merged = [], False
     for arg in args:
         items = _user_searchpath(arg)
