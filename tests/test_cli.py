@@ -250,3 +250,32 @@ def test_completion_query_reads_the_words_after_run(tmp_path: Path) -> None:
     assert res.stdout.split() == ["trainer.max_steps="]
     res = run_cli(["run", "-sc", "install=bash"], cwd=tmp_path)
     assert res.returncode == 0 and "complete -o nospace -o default -F _hairlab_hydra_completion hairlab" in res.stdout
+
+
+def test_load_average_is_printed_as_people_read_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host target's note: `load average 7.23`, not the float's every digit."""
+    from hairlab_plugins.hardware.host import host
+
+    from hairlab.costmodel import calibrate
+
+    cal = {"threads": 1, "cpu": "test cpu", "torch": "2", "bandwidth": 1e10, "gemm_flops": 1e11,
+           "generic_flops": 1e9, "layer_overhead_s": 1e-5, "conv_flops": 1e10, "pwconv_flops": 1e10,
+           "dwconv_flops": 1e9, "bn_flops": 1e9, "relu_flops": 1e9, "pool_flops": 1e9, "caches": {"L2": 2**20},
+           "measured_at": "2026-12-01 12:00:00", "loadavg": 7.23486328125, "cache_file": "x.json"}
+    monkeypatch.setattr(calibrate, "calibration", lambda threads, refresh=False: cal)
+    note = host().notes[0]
+    assert "(load average 7.23)" in note and "7.2348" not in note, note
+
+
+def test_the_wheel_session_keeps_the_report_out_of_the_log() -> None:
+    """noxfile's wheel session writes hw-report's CSV to a file instead of printing it into the log."""
+    import ast
+
+    tree = ast.parse((REPO / "noxfile.py").read_text())
+    wheel = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "wheel")
+    calls = [n for n in ast.walk(wheel) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "run"]
+    reports = [c for c in calls if any(isinstance(a, ast.Constant) and a.value == "hw-report" for a in c.args)]
+    assert reports, "the wheel session smoke-tests hw-report"
+    for call in reports:
+        words = [a.value for a in call.args if isinstance(a, ast.Constant)]
+        assert "--output" in words or any(k.arg == "silent" for k in call.keywords), words

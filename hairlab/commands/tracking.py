@@ -69,8 +69,7 @@ def ui(host: str = "127.0.0.1", port: int = 5000, tracking_uri: str | None = Non
         typer.echo(f"newest experiment's runs: {address}/#/experiments/{newest}/runs?{TRAINING_VIEW}")
     if host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo("note: bound beyond this machine; anyone who can reach it can read and change runs")
-    env = dict(os.environ)
-    env.pop("MLFLOW_RUN_ID", None)
+    env = server_env()
     # The server runs under a guard (see serve_guarded) that stops it, workers and all, when
     # this process ends by any means: Ctrl-C, SIGTERM, a closed terminal (SIGHUP), SIGKILL.
     guard = [sys.executable, "-c", GUARD_CODE, str(os.getpid()), *cmd]
@@ -87,6 +86,23 @@ def ui(host: str = "127.0.0.1", port: int = 5000, tracking_uri: str | None = Non
             signal.signal(sig, handler)
     if code:
         raise HairlabError(f"the MLflow server exited with status {code} (command: {' '.join(cmd)})")
+
+
+#: Warnings the MLflow server's workers print about their own dependencies, which a user cannot act
+#: on (starlette's wsgi middleware, SQLAlchemy's loader strategies): kept out of `hairlab ui`'s output.
+SERVER_WARNINGS = ("ignore::DeprecationWarning", "ignore:starlette.middleware.wsgi is deprecated")
+
+
+def server_env() -> dict[str, str]:
+    """The MLflow server's environment: no inherited run id, and no dependency deprecation noise
+    (unless the user set PYTHONWARNINGS or HAIRLAB_DEBUG)."""
+    from hairlab.hydra_app import debug_enabled
+
+    env = dict(os.environ)
+    env.pop("MLFLOW_RUN_ID", None)
+    if "PYTHONWARNINGS" not in env and not debug_enabled():
+        env["PYTHONWARNINGS"] = ",".join(SERVER_WARNINGS)
+    return env
 
 
 #: URL query that opens MLflow 3's "Model training" view rather than its GenAI pages.

@@ -66,7 +66,12 @@ def host(**options: Any) -> Target:
         layer_overhead_s=pick("layer_overhead_s", cal["layer_overhead_s"]),
         kind_rates=rates, kind_overheads=dict(cal.get("kind_overhead_s") or {}),
         conventions=HOST, threads=cal["threads"],
-        notes=(f"calibration {cal.get('measured_at', '?')} (load average {cal.get('loadavg')}), "
+        notes=(f"calibration {cal.get('measured_at', '?')} (load average {_load(cal.get('loadavg'))}), "
                f"cache: {cal.get('cache_file', '-')}",),
         **common,
     )
+
+
+def _load(value: Any) -> str:
+    """``7.23`` (not ``7.23486328125``): the 1-minute load average as people read it."""
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "?"
