@@ -279,3 +279,31 @@ def test_the_wheel_session_keeps_the_report_out_of_the_log() -> None:
     for call in reports:
         words = [a.value for a in call.args if isinstance(a, ast.Constant)]
         assert "--output" in words or any(k.arg == "silent" for k in call.keywords), words
+
+
+def _readme_runs() -> list[list[str]]:
+    """The README's single-job `hairlab run ...` lines (a sweep's -m cannot go with --cfg)."""
+    import shlex
+
+    out = []
+    for line in (REPO / "README.md").read_text().splitlines():
+        if not line.startswith("hairlab run "):
+            continue
+        words = shlex.split(line.split("#", 1)[0])[2:]
+        if any(w in ("-m", "-cd", "--cfg", "-sc") or w.startswith("hydra.searchpath") for w in words):
+            continue
+        out.append(words)
+    return out
+
+
+@pytest.mark.parametrize("words", _readme_runs(), ids=" ".join)
+def test_the_readme_run_lines_compose(tmp_path: Path, words: list[str]) -> None:
+    res = run_cli(["run", *words, "--cfg", "job"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+
+
+def test_the_readme_sets_the_data_for_the_whole_shell() -> None:
+    text = (REPO / "README.md").read_text()
+    usage = text[text.index("## Usage"):]
+    assert usage.index("export HAIRLAB_DATA=") < usage.index("hairlab run ")
+    assert "--plot docs/" not in text, "examples write outside the repository's own docs"
