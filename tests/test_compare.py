@@ -405,3 +405,25 @@ def test_the_ui_server_prints_no_dependency_deprecation_warnings(monkeypatch: py
     assert "Deprecat" not in quiet.stderr, quiet.stderr
     if "Deprecat" not in noisy.stderr:
         pytest.skip("this mlflow/starlette pair warns nothing to filter")
+
+
+def test_results_tables_read_old_and_new_split_names() -> None:
+    """docs/tools/results_tables.py: `test/acc` of a run from before the split names is its `val/acc`."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("results_tables", root / "docs" / "tools" / "results_tables.py")
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+
+    def run(metrics: dict[str, float], tags: dict[str, str]) -> Any:
+        return SimpleNamespace(data=SimpleNamespace(metrics=metrics, tags=tags))
+
+    old = run({"val/acc": 0.6}, {})
+    new_val = run({"val/acc": 0.7}, {"hairlab.selection_metric": "val/acc"})  # a real validation split
+    new_test = run({"test/acc": 0.5}, {"hairlab.selection_metric": "test/acc"})
+    assert tool.metric(old, "test/acc") == pytest.approx(0.6)
+    assert tool.metric(new_val, "test/acc") is None, "a validation accuracy is never shown as a test one"
+    assert tool.metric(new_test, "test/acc") == pytest.approx(0.5)

@@ -17,8 +17,25 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-METRICS = ("val/acc", "test/acc", "val/loss", "train/loss", "throughput/img_s", "model/params",
+METRICS = ("val/acc", "test/acc", "val/loss", "test/loss", "train/loss", "throughput/img_s", "model/params",
            "hw/paper2012/latency_s", "hw/paper2012/ops")
+
+
+def metric(run: Any, name: str) -> float | None:
+    """``run``'s final ``name``; ``test/*`` of a run from before the split names is its ``val/*``.
+
+    Those runs (no ``hairlab.selection_metric`` tag) logged every evaluation as ``val/*``, and
+    without a validation split that was the test split.
+    """
+    from hairlab.tracking.summary import SELECTION_TAG
+
+    metrics = run.data.metrics
+    if name in metrics:
+        return float(metrics[name])
+    old = "val/" + name[len("test/"):] if name.startswith("test/") else None
+    if old and old in metrics and SELECTION_TAG not in run.data.tags and "test/acc" not in metrics:
+        return float(metrics[old])
+    return None
 LATENCY = "hw/paper2012/latency_s"
 
 
@@ -88,14 +105,14 @@ def table(client: Any, name: str, metrics: tuple[str, ...] = METRICS, by: tuple[
         # a killed or failed run is its own row: its metrics stop early and must not be averaged in
         state = "FINISHED" if run.info.status == "FINISHED" else outcome(run)
         groups[(*(run.data.params.get(k, "") for k in keys + extra), state)].append(run)
-    present = [m for m in metrics if any(m in r.data.metrics for r in runs)]
+    present = [m for m in metrics if any(metric(r, m) is not None for r in runs)]
     head = [*keys, *extra, "seeds", "outcome", *present, "wall min/run"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for group, members in groups.items():
         outcomes = sorted({outcome(r) for r in members})
         cells = [*group[:-1], str(len(members)), ", ".join(outcomes)]
         for m in present:
-            cells.append(_fmt([r.data.metrics[m] for r in members if m in r.data.metrics], m))
+            cells.append(_fmt([v for v in (metric(r, m) for r in members) if v is not None], m))
         walls = [(r.info.end_time - r.info.start_time) / 60000 for r in members if r.info.end_time]
         cells.append(f"{statistics.fmean(walls):.1f}" if walls else "")
         lines.append("| " + " | ".join(cells) + " |")
@@ -114,8 +131,7 @@ def scatter(client: Any, names: list[str], path: Path) -> Path:
         for name in names:
             runs = [r for r in child_runs(client, name)
                     if LATENCY in r.data.metrics and r.info.status == "FINISHED"]  # not killed midway
-            pts = [(r.data.metrics[LATENCY] * 1e3,
-                    r.data.metrics.get("test/acc", r.data.metrics.get("val/acc"))) for r in runs]
+            pts = [(r.data.metrics[LATENCY] * 1e3, metric(r, "test/acc")) for r in runs]
             pts = [(x, y * 100) for x, y in pts if y is not None]
             if pts:
                 ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=name, s=18, alpha=0.75)
