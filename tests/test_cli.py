@@ -307,3 +307,88 @@ def test_the_readme_sets_the_data_for_the_whole_shell() -> None:
     usage = text[text.index("## Usage"):]
     assert usage.index("export HAIRLAB_DATA=") < usage.index("hairlab run ")
     assert "--plot docs/" not in text, "examples write outside the repository's own docs"
+
+
+# -- the terminal: progress outside a TTY, the job's ETA, the sweep position -------------------
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _epochs(progress: object, clock: _Clock, epochs: int = 2, steps: int = 100, every: int = 10) -> None:
+    for epoch in range(1, epochs + 1):
+        progress.start(epoch, epochs, steps)  # type: ignore[attr-defined]
+        for done in range(every, steps + 1, every):
+            clock.now += 1.0  # 10 steps a second
+            progress.update(done, 1.5, 0.25, 320.0)  # type: ignore[attr-defined]
+        progress.stop()  # type: ignore[attr-defined]
+        progress.summary(f"epoch {epoch}/{epochs} " + "summary " * 20)  # type: ignore[attr-defined]
+
+
+def test_progress_outside_a_terminal_is_plain_lines_every_n_seconds() -> None:
+    from rich.console import Console
+
+    from hairlab.training.progress import EpochProgress
+
+    buf, clock = io.StringIO(), _Clock()
+    console = Console(file=buf, force_terminal=False, width=80)
+    _epochs(EpochProgress(True, console, interval=5.0, position="job 3/12", clock=clock), clock)
+    lines = buf.getvalue().splitlines()
+    progress = [ln for ln in lines if "loss 1.5000" in ln]
+    assert len(progress) == 4, lines  # at 1 s, then every 5 s: 2 per 10-second epoch
+    assert progress[0] == "job 3/12  epoch 1/2  step 10/200  loss 1.5000  acc 0.250  320 img/s  ETA job 19s"
+    assert progress[-1].startswith("job 3/12  epoch 2/2  step 160/200") and progress[-1].endswith("ETA job 4s")
+    assert all("\x1b" not in ln for ln in lines), "no escape codes in a log"
+    summaries = [ln for ln in lines if ln.startswith("epoch ")]
+    assert len(summaries) == 2 and all(len(ln) > 80 for ln in summaries), "one line each, never wrapped at 80"
+
+
+def test_progress_in_a_terminal_shows_the_position_and_the_job_eta() -> None:
+    from rich.console import Console
+
+    from hairlab.training.progress import EpochProgress
+
+    buf, clock = io.StringIO(), _Clock()
+    console = Console(file=buf, force_terminal=True, width=160)
+    progress = EpochProgress(True, console, position="job 3/12", clock=clock)
+    progress.plan(300, 0)  # the engine's step budget: 3 epochs' worth
+    _epochs(progress, clock, epochs=1)
+    text = buf.getvalue()
+    assert "job 3/12  epoch 1/1" in text and "ETA job 20s" in text, text[-500:]  # 200 steps left at 10/s
+
+
+def test_sweep_position_reads_hydra_and_the_sweep_size(tmp_path: Path) -> None:
+    """`job N/M` from Hydra's job number inside a multirun job (the sweep callback sets M)."""
+    code = (
+        "import hydra, os\n"
+        "from hairlab.training.progress import sweep_position\n"
+        "@hydra.main(version_base=None, config_path=None)\n"
+        "def main(cfg):\n"
+        "    print('POS', sweep_position())\n"
+        "main()\n"
+    )
+    script = tmp_path / "app.py"
+    script.write_text(code)
+    env = {**os.environ, "HAIRLAB_SWEEP_JOBS": "3"}
+    res = subprocess.run([sys.executable, str(script), "-m", "+x=1,2,3"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert [ln for ln in res.stdout.splitlines() if ln.startswith("POS")] == ["POS job 1/3", "POS job 2/3",
+                                                                              "POS job 3/3"]
+    res = subprocess.run([sys.executable, str(script), "+x=1"], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert "POS None" in res.stdout, res.stdout  # a single run has no position
+
+
+def test_a_piped_run_prints_plain_progress_and_unwrapped_lines(tmp_path: Path) -> None:
+    res = run_cli(["run", "dataset=synthetic", "dataset.train_size=64", "dataset.test_size=32", "tracking=local",
+                   "trainer.batch_size=16", "trainer.max_steps=4", "trainer.log_every=1", "trainer.threads=1",
+                   "hw_targets=[]"], cwd=tmp_path, env={"COLUMNS": "80", "HAIRLAB_PROGRESS_S": "0"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = res.stderr.splitlines()
+    assert any(ln.startswith("epoch 1/1  step 1/4  loss ") and "ETA job" in ln for ln in lines), res.stderr
+    assert any(len(ln) > 80 for ln in lines), "the summary lines are not wrapped at 80 columns"
+    assert "\x1b[" not in res.stderr
