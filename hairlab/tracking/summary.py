@@ -27,6 +27,8 @@ SELECTION_TAG = "hairlab.selection_metric"
 SELECTION_FALLBACK = ("val/acc", "test/acc")
 #: Parameters that differ between runs but say nothing about the setting compared.
 _NOISE_PARAMS = ("dataset.root", "trainer.output_dir", "data.load_s")
+#: Runs logged before params were the config only carry the data's facts as ``data.*`` params.
+_NOISE_PREFIXES = ("data.",)
 
 
 def outcome(run: Any) -> str:
@@ -161,7 +163,7 @@ def key_params(runs: Sequence[Any], preferred: Sequence[str] = ()) -> list[str]:
         keys.extend(k for k in run.data.params if k not in keys)
     varying = [
         k for k in sorted(keys)
-        if len({r.data.params.get(k) for r in runs}) > 1 and k not in _NOISE_PARAMS
+        if len({r.data.params.get(k) for r in runs}) > 1 and k not in _NOISE_PARAMS and not k.startswith(_NOISE_PREFIXES)
     ]
     everywhere = [k for k in varying if all(k in r.data.params for r in runs)]
     ordered = [k for k in preferred if k in varying] + [k for k in everywhere if k not in preferred]
