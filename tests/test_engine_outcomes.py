@@ -13,7 +13,7 @@ from test_training import make_cfg, run, untimed
 import hairlab.training.progress as progress_module
 from hairlab.errors import HairlabError
 from hairlab.tracking.base import read_metrics
-from hairlab.training.early_stop import EarlyStopping
+from hairlab.training.early_stop import EarlyStopping, direction
 from hairlab.training.engine import run_length
 
 
@@ -155,6 +155,8 @@ def test_early_stopping_counts_points_without_improvement() -> None:
     assert [stop.update(v, s) for s, v in enumerate([0.5, 0.505, 0.52, 0.52, float("nan")], 1)] == \
         [False, False, False, False, True]
     assert stop.reason == "early_stop: val/acc did not improve by 0.01 for 2 evaluations (best 0.52 at step 3)"
+    assert (direction("test/loss", None), direction("val/acc", None), direction("train/loss", "max")) == \
+        ("min", "max", "max")
     low = EarlyStopping("test/loss", "min", patience=1)
     assert [low.update(v, s) for s, v in enumerate([2.0, 1.5, 1.5], 1)] == [False, False, True]
 
@@ -182,7 +184,7 @@ def test_early_stop_matches_a_replay_of_the_full_curve(tmp_path: Path) -> None:
     expected = next(int(r["step"]) for r in points(full) if stopper.update(r["test/loss"], int(r["step"])))
     assert expected < 12, "the test needs a curve that stalls before the end"
     cfg = make_cfg(tmp_path / "es", epochs=4, eval_every=1,
-                   early_stop={"metric": "test/loss", "mode": "min", "patience": 2})
+                   early_stop={"metric": "test/loss", "patience": 2})  # a loss: mode min by itself
     cfg.optimizer.lr = 0.2
     result, rows, _ = run(cfg, tmp_path / "es")
     assert result["step"] == expected and result["stop_reason"] == stopper.reason

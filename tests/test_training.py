@@ -201,7 +201,7 @@ def test_options_schedules_smoothing_flip_and_val_split(tmp_path: Path) -> None:
     ("epochs", 0, r"^trainer\.epochs=0: expected an integer >= 1 or null"),
     ("checkpoint", "always", r"^trainer\.checkpoint='always': expected last, best, both or none"),
     ("early_stop", {"patience": 0}, r"^trainer\.early_stop\.patience=0: expected an integer >= 1 \(trainer"),
-    ("early_stop", {"mode": "up"}, r"^trainer\.early_stop\.mode='up': expected 'max' \| 'min'"),
+    ("early_stop", {"mode": "up"}, r"^trainer\.early_stop\.mode='up': expected 'max' \| 'min' or null"),
     ("early_stop", {"min_delta": -1}, r"^trainer\.early_stop\.min_delta=-1.0: expected a number >= 0"),
     ("early_stop", {"wait": 2}, r"^trainer\.early_stop\.wait is not an option of trainer settings"),
     ("early_stop", "soon", r"^trainer\.early_stop='soon': expected bool or \{metric, mode, patience, min_delta\} or null .*"

@@ -26,19 +26,27 @@ class EarlyStopConfig:
 
     metric: Optional[str] = opt(None, "metric watched at each evaluation point; null = the run's selection "
                                       "metric (val/acc with a val split, else test/acc)")
-    mode: Literal["max", "min"] = opt("max", "max = higher is better (accuracy), min = lower (loss)")
+    mode: Optional[Literal["max", "min"]] = opt(
+        None, "max = higher is better (accuracy), min = lower is better; null = min for a */loss metric, else max")
     patience: int = opt(3, "evaluation points in a row without improvement before the run stops, >= 1")
     min_delta: float = opt(0.0, "an improvement must exceed this, >= 0")
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode={self.mode!r}: expected max or min")
+        if self.mode is not None and self.mode not in MODES:
+            raise ValueError(f"mode={self.mode!r}: expected max, min or null")
         if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 1:
             raise ValueError(f"patience={self.patience}: expected an integer >= 1")
         if not self.min_delta >= 0:
             raise ValueError(f"min_delta={self.min_delta}: expected a number >= 0")
         if self.metric is not None and not str(self.metric).strip():
             raise ValueError("metric='': expected a metric name such as val/acc, or null")
+
+
+def direction(metric: str, mode: str | None) -> str:
+    """``mode``, or the one a metric's name implies: a loss gets lower, everything else higher."""
+    if mode is not None:
+        return mode
+    return "min" if metric.rsplit("/", 1)[-1] == "loss" else "max"
 
 
 class EarlyStopping:

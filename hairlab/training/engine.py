@@ -32,7 +32,7 @@ from hairlab.errors import HairlabError, TrainingDiverged
 from hairlab.training import checkpoint as ckpt
 from hairlab.training.config import EngineConfig
 from hairlab.training.distributed import World, all_sum, wrap
-from hairlab.training.early_stop import EarlyStopping
+from hairlab.training.early_stop import EarlyStopping, direction
 from hairlab.training.progress import EpochProgress
 from hairlab.training.runtime import amp_dtype
 from hairlab.training.schedules import make_scheduler
@@ -151,7 +151,7 @@ class Engine:
             raise HairlabError(f"trainer.early_stop.metric={metric} is not logged at this run's evaluation "
                                f"points (they log {', '.join(known)}); pick one of those, or null for the "
                                "selection metric")
-        return EarlyStopping(metric, es.mode, es.patience, es.min_delta)
+        return EarlyStopping(metric, direction(metric, es.mode), es.patience, es.min_delta)
 
     def _batches(self, split: str, batch_size: int, train: bool) -> Any:
         kw: dict[str, Any] = {"device": self.device}
