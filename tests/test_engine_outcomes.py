@@ -128,6 +128,7 @@ def test_best_checkpoint_holds_the_best_steps_weights(tmp_path: Path) -> None:
     best = torch.load(tmp_path / "a" / "ckpt" / "best.pt", weights_only=True)
     assert best["best"] == {"metric": "test/acc", "value": accs[best_step], "step": best_step}
     assert best["step"] == best_step and result["best_checkpoint"].endswith("best.pt")
+    assert result["best"] == best["best"]  # the job's result names the best point too
     assert "optimizer" not in best and (tmp_path / "a" / "ckpt" / "last.pt").is_file()
     # the same training stopped at that step (evaluation points do not change training)
     again = make_cfg(tmp_path / "b", epochs=3, max_steps=best_step, checkpoint="last")

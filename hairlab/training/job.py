@@ -128,7 +128,8 @@ def train_job(cfg: Any, tracker: Any, host: PluginHost) -> dict[str, Any]:
     result: dict[str, Any] = {"status": outcome.status, "epoch": outcome.epoch, "step": outcome.step,
                               "model/params": params, "checkpoint": outcome.checkpoint,
                               "best_checkpoint": outcome.best_checkpoint,
-                              "selection_metric": engine.selection_metric, "stop_reason": outcome.stop_reason}
+                              "selection_metric": engine.selection_metric, "stop_reason": outcome.stop_reason,
+                              "best": dict(engine.best) if engine.best else None}  # {metric, value, step}
     result.update({k: v for k, v in outcome.metrics.items() if k not in ("epoch", "step")})
     if outcome.status == "diverged":
         result.update({"diverged_step": outcome.diverged_step, "last_finite_loss": outcome.last_finite_loss})
