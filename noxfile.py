@@ -52,9 +52,10 @@ def lint(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The full suite, slow real-data tests included (pass `-- -m "not slow"` for the fast set).
 
-    The `slurm` extra brings submitit, whose local executor the fault suite sweeps with.
+    The `slurm` extra brings submitit, whose local executor the fault suite sweeps with; the
+    `search` extra the Optuna sweeper that tests/test_search.py runs studies with.
     """
-    _install(session, "dev", "slurm")
+    _install(session, "dev", "slurm", "search")
     args = session.posargs or ["-m", "not e2e"]
     session.run("pytest", *args, env=_data_env())
 
