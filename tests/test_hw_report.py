@@ -200,3 +200,28 @@ def test_cli_on_a_pip_installed_plugins_model(child_env: Path, tmp_path: Path) -
     kinds = [row["kind"] for row in data["layers"]]
     assert kinds.count("add") == 6 and "dense" in kinds and kinds[-1] == "softmax"
     assert any(row["module"].startswith("body.stage2.block1.depthwise") for row in data["layers"])
+
+
+def test_paper2012_is_corrected_unless_faithful_is_asked(tmp_path: Path) -> None:
+    """Issue 12's honest default: the plain target, and every run's hw/paper2012/* metrics, count
+    depthwise convs as grouped; faithful (the appendix's rules) only when asked for."""
+    from hairlab.costmodel.api import latency_metrics
+    from hairlab.hydra_app import compose
+    from hairlab.models import build_model
+
+    cfg = compose([])
+    assert cfg.hardware.name == "paper2012" and cfg.hardware.mode == "corrected"
+    from omegaconf import OmegaConf
+
+    params = OmegaConf.load(REPO / "conf" / "experiment" / "params.yaml").hydra.sweeper.params
+    assert params["hardware.mode"] == "faithful,corrected"  # the params experiment keeps both modes
+    out = tmp_path / "r.json"
+    hw_report(["model=hairnet_cifar"], fmt="json", output=out)
+    default = json.loads(out.read_text())
+    hw_report(["model=hairnet_cifar", "hardware.mode=faithful"], fmt="json", output=out)
+    faithful = json.loads(out.read_text())
+    assert default["target"]["mode"] == "corrected" and faithful["target"]["mode"] == "faithful"
+    assert default["totals"]["ops"] < faithful["totals"]["ops"] / 2  # depthwise no longer counted dense
+    model = build_model(cfg.model, get_host(), num_classes=10, input_shape=(3, 32, 32))
+    logged = latency_metrics(model, (3, 32, 32), ["paper2012"])  # what a training run logs by default
+    assert logged["hw/paper2012/ops"] == pytest.approx(default["totals"]["ops"])
