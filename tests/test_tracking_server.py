@@ -54,3 +54,42 @@ def test_sweep_against_a_real_server(tmp_path: Path) -> None:
         assert out.exit_code == 0, out.output
         lines = out.output.splitlines()
         assert len(lines) == 4 and lines[1].startswith("optimizer.lr=0.3,")
+
+
+@pytest.mark.slow
+def test_run_context_over_http(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dataset inputs, system metrics and the logged model reach a real server (artifacts through its
+    proxy), and the model loads back from it."""
+    import time
+
+    import mlflow.pytorch
+    import torch
+    from test_tracking import synthetic
+
+    from hairlab.tracking import store
+    from hairlab.tracking.factory import start_system_metrics
+    from hairlab.tracking.mlflow_tracker import MLflowTracker
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with mlflow_server(tmp_path / "server") as url:
+        client = store.client(url)
+        run_id = client.create_run(store.ensure_experiment(client, "context", url)).info.run_id
+        monitor = start_system_metrics(run_id, url, {"system_metrics": True, "system_metrics_interval_s": 0.1})
+        tracker = MLflowTracker(client, run_id, flush_interval_s=60, plots=False, uri=url, system_metrics=monitor)
+        tracker.log_dataset(synthetic())
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.Flatten(), torch.nn.Linear(2 * 6 * 6, 4))
+        tracker.log_model(model, torch.randn(2, 3, 8, 8))
+        deadline = time.time() + 30
+        while time.time() < deadline and not any(k.startswith("system/") for k in client.get_run(run_id).data.metrics):
+            time.sleep(0.1)
+        tracker.close("FINISHED")
+        assert not tracker.errors, tracker.errors
+        run = client.get_run(run_id)
+        assert {i.tags[0].value for i in run.inputs.dataset_inputs} == {"training", "validation", "test"}
+        assert "system/cpu_utilization_percentage" in run.data.metrics
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        loaded = mlflow.pytorch.load_model(run.data.tags["hairlab.model_uri"])
+        x = torch.randn(1, 3, 8, 8)
+        with torch.no_grad():
+            assert torch.allclose(loaded(x), model(x))
