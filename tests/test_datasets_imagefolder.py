@@ -59,6 +59,12 @@ def test_directory_tree_in_memory(tmp_path: Path) -> None:
     again = folder(root=root)
     assert again.info()["cache_hit"] is True
     assert torch.equal(again.tensors("train")[0], dm.tensors("train")[0])
+    # the splits' digests (the run's MLflow dataset inputs) do not care whether the cache was hit
+    assert [again.digest(s) for s in ("train", "test")] == [dm.digest(s) for s in ("train", "test")]
+    image = next(p for p in sorted((root / "train").rglob("*")) if p.is_file())
+    image.write_bytes(image.read_bytes())  # touched: another fingerprint, another digest
+    os.utime(image, ns=(1, 1))
+    assert folder(root=root).digest("train") != dm.digest("train")
 
 
 def test_archive_with_prefix_and_test_folder(tmp_path: Path) -> None:

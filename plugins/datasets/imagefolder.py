@@ -80,14 +80,14 @@ def build(*, num_classes: int, image_size: int, root: Any, train_size: int | Non
     base, how = data_root(root)
     common = dict(num_classes=num_classes, train_size=train_size, test_size=test_size, val_size=val_size,
                   crop_padding=crop_padding, hflip=hflip, normalize=normalize, mean=mean, std=std)
-    cache_file = cache_dir() / "tensors" / f"imagefolder-{image_size}px-{fingerprint(base)}.pt" \
-        if base.exists() else None
+    source_id = fingerprint(base) if base.exists() else ""  # paths, sizes, mtimes: the data's digest follows it
+    cache_file = cache_dir() / "tensors" / f"imagefolder-{image_size}px-{source_id}.pt" if source_id else None
     cached = load_tensors(cache_file) if cache_file is not None and in_memory is not False else None
     if cached is not None:  # no need to scan the tree again
         _check_classes(base, cached["classes"], num_classes)
         cached["cache_hit"] = True
         extra = {"source": str(base), "format": "archive" if base.is_file() else "tree", "in_memory": True,
-                 "eval_folder": cached["eval_folder"], "cache_file": str(cache_file)}
+                 "eval_folder": cached["eval_folder"], "cache_file": str(cache_file), "source_fingerprint": source_id}
         return _in_memory(cached, extra, t0, common)
     tree, eval_dir = locate(base, how)
     classes = tree.classes("train")
@@ -99,7 +99,8 @@ def build(*, num_classes: int, image_size: int, root: Any, train_size: int | Non
     need_mb = n_total * 3 * image_size * image_size / 2**20
     memory = need_mb <= max_memory_mb if in_memory == "auto" else bool(in_memory)
     extra: dict[str, Any] = {"source": str(base), "format": "archive" if base.is_file() else "tree",
-                             "eval_folder": eval_dir, "decoded_mb": round(need_mb, 1), "in_memory": memory}
+                             "eval_folder": eval_dir, "decoded_mb": round(need_mb, 1), "in_memory": memory,
+                             "source_fingerprint": source_id}
     if memory:
         assert cache_file is not None
         extra["cache_file"] = str(cache_file)
