@@ -301,3 +301,23 @@ def test_compare_pareto_bad_input_is_one_line(pareto_store: str, args: list[str]
     res = CliRunner().invoke(app, ["compare", "grid", "--tracking-uri", pareto_store, *args], env={"COLUMNS": "200"})
     assert isinstance(res.exception, HairlabError), res.output
     assert message in str(res.exception) and "\n" not in str(res.exception)
+
+
+def test_resumed_study_skips_finished_trials_with_their_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``tracking.resume=true``: a seeded study asks for the same trials again; each is skipped
+    (no new run) and returns the stored run's objective values, so the study still completes."""
+    args = ["-m", *OPTUNA, "hydra.sweeper.n_trials=2", "hydra.sweeper.direction=[maximize,minimize]",
+            "objective=[val/acc:max,hw/paper2012/latency_s:min]", "model.width_multiplier=choice(0.25,0.5)",
+            "tracking.resume=true", "tracking.experiment=resumed", *TINY]
+    assert hairlab_run([*args, "hydra.sweep.dir=multirun/a"], tmp_path, monkeypatch) == 0
+    assert hairlab_run([*args, "hydra.sweep.dir=multirun/b"], tmp_path, monkeypatch) == 0
+    client = _store(tmp_path)
+    exp = client.get_experiment_by_name("resumed")
+    trials = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("hairlab.sweep_parent") != "true"]
+    assert len(trials) == 2  # the second study trained nothing
+    from omegaconf import OmegaConf
+
+    first, second = (OmegaConf.load(next((tmp_path / "multirun" / d).rglob("optimization_results.yaml")))
+                     for d in ("a", "b"))
+    assert sorted(map(tuple, (s["values"] for s in second.solutions))) == \
+        sorted(map(tuple, (s["values"] for s in first.solutions)))
