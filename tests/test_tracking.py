@@ -434,3 +434,25 @@ def test_a_run_carries_the_user_tags_name_and_environment(tmp_path: Path) -> Non
                          env=env, timeout=300)
     assert bad.returncode == 2 and "tags:" in bad.stderr and "Traceback" not in bad.stderr
     assert len(client.search_runs([e.experiment_id for e in client.search_experiments()])) == 1
+
+
+def test_a_run_whose_setup_fails_is_closed_failed(db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the job's config cannot be written after the run exists, the run (and its monitor) end FAILED."""
+    from omegaconf import OmegaConf
+
+    from hairlab.tracking import factory
+    from hairlab.tracking.context import JobContext
+
+    client = store.client(db)
+    where = factory.Location(db, client, store.ensure_experiment(client, "setup", db))
+    ctx = JobContext(job_dir=tmp_path / "job", base_dir=tmp_path, overrides=[])
+
+    def broken(cfg: Any, job_dir: Path) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(factory, "_write_resolved_config", broken)
+    settings = {"backend": "mlflow", "system_metrics": True, "plots": False, "log_artifacts": False}
+    with pytest.raises(OSError, match="disk full"):
+        factory.open_mlflow_run(OmegaConf.create({"task": "train"}), settings, ctx, where)
+    (run,) = client.search_runs([where.experiment_id])
+    assert run.info.status == "FAILED" and run.data.tags["hairlab.error"] == "OSError: disk full"

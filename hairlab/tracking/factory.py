@@ -120,8 +120,13 @@ def open_mlflow_run(cfg: Any, settings: dict[str, Any], ctx: Any, where: Locatio
         system_metrics=start_system_metrics(run.info.run_id, uri, settings) if training else None,
     )
     tracker.sweep = sweep  # type: ignore[attr-defined]
-    _write_resolved_config(cfg, ctx.job_dir)
-    tracker.log_params(config_params(cfg))
+    try:
+        _write_resolved_config(cfg, ctx.job_dir)
+        tracker.log_params(config_params(cfg))
+    except Exception as exc:  # the caller never gets this tracker: end its run (and monitor) here
+        tracker.record_error(exc)
+        tracker.close("FAILED")
+        raise
     tracker.flush()
     log.info("MLflow run %s (%s) in %s", run.info.run_id, name, uri)
     return tracker
