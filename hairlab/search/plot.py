@@ -69,8 +69,9 @@ def draw(chart: Chart, path: str | Path, max_labels: int = 12) -> Path:
     if measured:
         ax.scatter([_ms(p.measured_x) for p in measured], [100 * p.y for p in measured],  # type: ignore[arg-type]
                    s=30, facecolors="none", edgecolors="tab:blue", label="measured (same run)", zorder=2)
-    for p in chart.references:
-        ax.scatter([_ms(p.x)], [100 * p.y], marker="*", s=160, color="tab:green", edgecolors="k", zorder=5)
+    for n, p in enumerate(chart.references):
+        ax.scatter([_ms(p.x)], [100 * p.y], marker="*", s=160, color="tab:green", edgecolors="k", zorder=5,
+                   label="reference runs" if n == 0 else None)
         ax.annotate(p.label, (_ms(p.x), 100 * p.y), textcoords="offset points", xytext=(6, -10), fontsize=8,
                     color="darkgreen")
     for x, label in chart.lines:
