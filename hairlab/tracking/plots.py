@@ -74,10 +74,9 @@ def plot_bands(groups: Mapping[str, Sequence[Series]], path: str | Path, *, titl
         if _log_axis(ylabel, values):
             ax.set_yscale("log")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # never over a curve
-        fig.tight_layout()
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out)
+        fig.savefig(out, bbox_inches="tight")  # the outside legend included, however long its labels
         return out
     finally:
         plt.close(fig)
