@@ -244,7 +244,7 @@ def test_ctrl_c_marks_the_running_job_and_the_sweep_killed(tmp_path: Path) -> No
     assert len(c.get_metric_history(children[0].info.run_id, "train/loss")) == 2, "logged values survive"
 
 
-ENGINE_METRICS = ("train/loss", "train/acc", "val/loss", "val/acc", "lr", "throughput/img_s", "time/epoch_s")
+ENGINE_METRICS = ("train/loss", "train/acc", "test/loss", "test/acc", "lr", "throughput/img_s", "time/epoch_s")
 
 
 @pytest.mark.slow
@@ -267,4 +267,4 @@ def test_engine_sweep_in_parallel_logs_every_metric(tmp_path: Path) -> None:
             steps = [m.step for m in c.get_metric_history(run.info.run_id, key)]
             assert steps == [2, 4], (run.info.run_name, key, steps)
     curves = {a.path for a in c.list_artifacts(parent.info.run_id, "curves")}
-    assert "curves/val_acc.png" in curves
+    assert "curves/test_acc.png" in curves and "curves/val_acc.png" not in curves  # no val split: test
