@@ -265,3 +265,16 @@ def test_a_resumed_run_stops_early_where_the_uninterrupted_one_did(tmp_path: Pat
     assert untimed(points(rows)) == untimed(points(full_rows))
     best = torch.load(tmp_path / "resumed" / "ckpt" / "best.pt", weights_only=True)
     assert best["best"] == torch.load(tmp_path / "full" / "ckpt" / "best.pt", weights_only=True)["best"]
+
+
+@pytest.mark.parametrize(("metric", "higher"), [
+    ("val/acc", True), ("test/acc", True), ("throughput/img_s", True), ("val/f1", True),
+    ("val/loss", False), ("train/loss", False), ("hw/paper2012/latency_s", False), ("time/epoch_s", False),
+    ("hw/host/ops", False), ("model/params", False), ("val/error", False),
+])
+def test_early_stop_and_objectives_read_a_metric_s_direction_alike(metric: str, higher: bool) -> None:
+    """One rule: a search objective and early stopping never disagree on which way is better."""
+    from hairlab.search.objective import default_direction
+
+    assert direction(metric, None) == ("max" if higher else "min")
+    assert default_direction(metric) == ("maximize" if higher else "minimize")

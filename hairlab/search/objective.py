@@ -6,7 +6,7 @@ or a sequence of floats for a multi-objective study, in the order of its ``direc
 
     objective: {metric: val/acc, direction: maximize}
     objective: [val/acc:maximize, hw/paper2012/latency_s:minimize]
-    objective: val/acc                      # direction from the name: *acc* maximise, else minimise
+    objective: val/acc                      # direction from the name: losses, times, costs minimised
 
 ``metric: null`` (or ``selection``) is the run's selection metric (``val/acc`` with a validation
 split, else ``test/acc``; the job result's ``selection_metric``). Everything is checked before
@@ -28,6 +28,7 @@ from typing import Any, Literal, Optional
 
 from hairlab.contract.schema import opt
 from hairlab.errors import HairlabError
+from hairlab.metric_names import higher_is_better
 
 #: Spellings of the two directions (Optuna's own words first).
 DIRECTIONS = {"maximize": "maximize", "minimize": "minimize", "max": "maximize", "min": "minimize"}
@@ -48,7 +49,8 @@ class ObjectiveConfig:
     metric: Optional[str] = opt(None, "a metric the run logs (val/acc, hw/paper2012/latency_s, ...); null = the "
                                       "run's selection metric (val/acc with a val split, else test/acc)")
     direction: Optional[Literal["maximize", "minimize"]] = opt(
-        None, "maximize or minimize (max/min); null = maximize for accuracies, minimize otherwise")
+        None, "maximize or minimize (max/min); null = from its name: minimize losses, errors, "
+                                       "times and costs, else maximize")
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,8 @@ def selection_metric(result: Mapping[str, Any]) -> Optional[str]:
 
 
 def default_direction(metric: Optional[str]) -> str:
-    """Accuracies (and the selection metric) are maximised, everything else minimised."""
-    return "maximize" if metric is None or "acc" in metric.rsplit("/", 1)[-1] else "minimize"
+    """The selection metric is maximised; any other as its name implies (:mod:`hairlab.metric_names`)."""
+    return "maximize" if metric is None or higher_is_better(metric) else "minimize"
 
 
 def _one(item: Any, where: str) -> Objective:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 from hairlab.contract.schema import opt
+from hairlab.metric_names import higher_is_better
 
 MODES = ("max", "min")
 
@@ -27,7 +28,8 @@ class EarlyStopConfig:
     metric: Optional[str] = opt(None, "metric watched at each evaluation point; null = the run's selection "
                                       "metric (val/acc with a val split, else test/acc)")
     mode: Optional[Literal["max", "min"]] = opt(
-        None, "max = higher is better (accuracy), min = lower is better; null = min for a */loss metric, else max")
+        None, "max = higher is better (accuracy), min = lower is better; null = from its name: "
+              "min for losses, errors, times and costs, else max")
     patience: int = opt(3, "evaluation points in a row without improvement before the run stops, >= 1")
     min_delta: float = opt(0.0, "an improvement must exceed this, >= 0")
 
@@ -43,10 +45,10 @@ class EarlyStopConfig:
 
 
 def direction(metric: str, mode: str | None) -> str:
-    """``mode``, or the one a metric's name implies: a loss gets lower, everything else higher."""
+    """``mode``, or the one a metric's name implies (:mod:`hairlab.metric_names`, as for objectives)."""
     if mode is not None:
         return mode
-    return "min" if metric.rsplit("/", 1)[-1] == "loss" else "max"
+    return "max" if higher_is_better(metric) else "min"
 
 
 class EarlyStopping:
