@@ -207,16 +207,14 @@ def log_front(client: Any, parent_run_id: str, runs: Sequence[Any], objectives: 
 
 
 def print_front(result: Front, title: str) -> None:
-    """The front as a rich table on the terminal."""
-    from rich.console import Console
-
+    """The front as a rich table on the terminal (unwrapped in a log, as every runs table)."""
     from hairlab.tracking import summary
 
     columns, rows = table(result)
     # the run label names the varying params in short form (w=0.5 k=3 r2=1 lr=0.1): it and the
     # objectives fit a terminal; --format csv|json|markdown has every column
     shown = ["run", *[c for c in columns if c not in ("run", "run_id", "pareto", *result.keys)]]
-    Console().print(summary.rich_table(shown, rows, title=title))
+    summary.print_table(columns, rows, title=title, picked=shown)
 
 
 def log_sweep_front(client: Any, parent_run_id: str, runs: Sequence[Any], config: Any,
