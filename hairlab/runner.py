@@ -260,11 +260,7 @@ def _reuse(where: Any, ctx: Any, run: Any, key: str) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - the record file still links it
             log.warning("could not tag the reused run %s: %s", run.info.run_id, exc)
     log.info("skipped: job key %s already has FINISHED run %s (%s)", key[:12], run.info.run_id, run.info.run_name)
-    result = resume.stored_result(run)
-    selection = run.data.tags.get("hairlab.selection_metric")
-    if selection:  # the objective's default metric, as the run chose it
-        result.setdefault("selection_metric", selection)
-    return result
+    return resume.stored_result(run)  # with the run's selection_metric, the objective's default
 
 
 def checkpoint_dir(cfg: Any, job_dir: Any) -> Any:
