@@ -83,7 +83,7 @@ def wheel(session: nox.Session) -> None:
     wheels = sorted(dist.glob("hairlab-*.whl"), key=lambda p: p.stat().st_mtime)
     session.install(TORCH)
     session.install(str(wheels[-1]))
-    tmp = Path(session.create_tmp())
+    tmp = Path(session.create_tmp()).resolve()  # relative to the root; used after the chdir below
     session.chdir(tmp)
     session.run("hairlab", "--version")
     session.run("hairlab", "plugins")
