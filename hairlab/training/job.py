@@ -139,14 +139,16 @@ def train_job(cfg: Any, tracker: Any, host: PluginHost) -> dict[str, Any]:
 
 
 def _wants_model(cfg: Any) -> bool:
-    tracking = cfg.get("tracking") if hasattr(cfg, "get") else None
-    return bool(tracking.get("log_model", False)) if tracking is not None and hasattr(tracking, "get") else False
+    from hairlab.tracking.factory import tracking_settings
+
+    return bool(tracking_settings(cfg).get("log_model", False))
 
 
 def log_model(tracker: Any, engine: Any) -> None:
     """The trained model into the run (``tracking.log_model=true``), with two real input images.
 
-    On the CPU in float32 and contiguous memory, so the logged model loads and predicts anywhere.
+    In eval mode and contiguous memory, so the logged model loads and predicts anywhere; the
+    tracker saves a CPU, float32 copy with the example.
     """
     import torch
 
@@ -156,9 +158,7 @@ def log_model(tracker: Any, engine: Any) -> None:
     else:
         batches = engine.data.eval_batches(split, 2, device=torch.device("cpu"))
     x, _ = next(iter(batches))
-    example = x[:2].float().contiguous().cpu()
-    model = engine.model.to(device="cpu", memory_format=torch.contiguous_format).eval()
-    tracker.log_model(model, example)
+    tracker.log_model(engine.model.to(memory_format=torch.contiguous_format).eval(), x[:2])
 
 
 def _shape(shape: Any) -> tuple[int, int, int]:
