@@ -173,6 +173,8 @@ def estimate(layers: list[Layer], target: Target, *, model: str = "model",
         moved += param_bytes
         transfer = moved / target.bus_bandwidth
         compute = ops / target.rate(layer.kind) + target.overhead(layer.kind)
+        if target.layer_time is not None:
+            transfer, compute = target.layer_time(layer, b, transfer, compute)
         total = max(transfer, compute) if target.overlap else transfer + compute
         rows.append(Row(
             index=i + 1, layer_name=layer.label, module=layer.name, kind=layer.kind,

@@ -157,6 +157,10 @@ class Target:
     #: The target's own rewrites of the row list, applied in order after the general rules
     #: (e.g. rows a printed table lists that the model never executes).
     row_rules: tuple[Callable[[list[Layer]], list[Layer]], ...] = field(default=(), compare=False)
+    #: A target's own time model per row: ``layer_time(layer, batch, transfer_s, compute_s)``
+    #: gets the row and the engine's rate-based times and returns the ``(transfer_s, compute_s)``
+    #: to use (a measured target fitted per layer kind and shape, such as a calibrated CPU).
+    layer_time: Callable[[Layer, int, float, float], tuple[float, float]] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         positive = ("internal_memory", "bus_bandwidth", "matrix_flops", "generic_flops", "bytes_per_element")
