@@ -204,6 +204,38 @@ class Target:
     def with_options(self, **changes: Any) -> Target:
         return replace(self, **changes)
 
+    def assumptions(self) -> list[str]:
+        """One short line per assumption in force, for the report's header (text and JSON).
+
+        A prediction is only as good as what it assumes; saying it beside the numbers is what
+        lets a reader compare two reports (or a report with a paper) without reading the code.
+        """
+        conv = self.conventions
+        lines = []
+        if self.mode:
+            lines.append(f"mode: {self.mode}")
+        lines.append(f"data: {self.bytes_per_element:g} bytes per element (activations and weights)")
+        lines.append(f"batch: {self.batch_size} image(s); parameters stream from external memory once per batch")
+        if conv.fuse_bn_relu:
+            lines.append("fusion: BN+ReLU one row (one pass over the map)")
+        else:
+            lines.append("fusion: none (every layer reads and writes its maps)")
+        placement = {"per_map": "per map: a map is internal iff it fits on its own",
+                     "working_set": "working set: a layer's internal input and output fit together"}
+        lines.append(f"locality: {placement.get(conv.locality, conv.locality)} "
+                     f"({self.map_capacity / 1e6:g} MB for maps); input image {conv.input_location}")
+        if self.overlap:
+            lines.append("overlap: time = max(transfer, compute) per layer"
+                         + (" (maps double-buffered: half the internal memory)" if self.buffered else ""))
+        else:
+            lines.append("overlap: none: time = transfer + compute per layer"
+                         + (" (maps double-buffered)" if self.buffered else ""))
+        if conv.depthwise_ops != "grouped":
+            lines.append(f"depthwise convs counted as {conv.depthwise_ops}")
+        if self.layer_time is not None:
+            lines.append("time per row: the target's own model (fitted per layer kind and shape)")
+        return lines
+
 
 def parse_input_size(value: Any) -> tuple[int, int, int] | None:
     """``224``, ``[224, 224]``, ``[3, 224, 224]`` or None -> ``(C, H, W)`` (C=3 if omitted)."""
