@@ -125,7 +125,7 @@ def test_options_batch_overlap_bytes_input_size() -> None:
     hw = registry("hardware")
     base = estimate(layers, hw.create("paper2012", mode="corrected"))
     batched = estimate(layers, hw.create("paper2012", mode="corrected", batch_size=4))
-    assert batched.totals["ops"] == pytest.approx(4 * base.totals["ops"])
+    assert batched.totals["flops"] == 4 * base.totals["flops"] and batched.totals["macs"] == 4 * base.totals["macs"]
     assert batched.rows[0].param_MB == base.rows[0].param_MB  # weights loaded once per batch
     overlapped = estimate(layers, hw.create("paper2012", mode="corrected", overlap=True))
     for r in overlapped.rows:
@@ -196,3 +196,46 @@ def test_measure_matches_rows_to_calls_of_shared_modules() -> None:
     assert [r.kind for r in report.rows] == ["conv", "relu", "conv", "relu"]
     assert all(m is not None and m > 0 for m in measured)
     assert report.as_dict()["measurement"]["clock"] == "thread CPU time"
+
+
+def test_flops_and_macs_are_separate_integer_counts() -> None:
+    """Issue 12's units: FLOPs (2 per MAC + element-wise ops) and MACs (conv/dense) apart, as ints."""
+    import csv
+    import io
+    import json
+
+    from hairlab.costmodel import render
+
+    layers = extract_layers(_tiny(), (3, 16, 16))
+    report = estimate(layers, registry("hardware").create("paper2012", mode="corrected", batch_size=2))
+    conv, bn = report.rows[0], report.rows[1]
+    assert (conv.kind, conv.macs, conv.flops) == ("conv", 2 * 8 * 256 * 27, 2 * 2 * 8 * 256 * 27)
+    assert bn.kind == "bn_relu" and bn.macs == 0 and bn.flops == 2 * 3 * 8 * 256  # BN 2 + ReLU 1 per element
+    dense = next(r for r in report.rows if r.kind == "dense")
+    assert dense.flops == 2 * (2 * 160 + 10)  # the bias adds one op per output
+    assert report.totals["macs"] == 2 * sum(layer.macs for layer in layers)
+    data = json.loads(render.to_json(report))
+    for key in ("params", "flops", "macs", "rows", "batch_size", "memory_bound_rows"):
+        assert type(data["totals"][key]) is int, key
+    assert all(type(row[k]) is int for row in data["layers"] for k in ("flops", "macs", "params"))
+    assert "ops" not in data["totals"] and "ops" not in data["layers"][0]
+    assert data["assumptions"] == [*report.target.assumptions(), data["assumptions"][-1]]
+    assert data["assumptions"][-1].startswith("units: FLOPs")
+    rows = list(csv.DictReader(io.StringIO(render.to_csv(report))))
+    assert rows[0]["flops"] == str(conv.flops) and rows[0]["macs"] == str(conv.macs) and rows[0]["params"] == "216"
+    md = render.to_markdown(report)
+    assert "| FLOPs | MACs |" in md and "mode: corrected" in md
+    assert f"FLOPs {report.totals['flops']:,}, MACs {report.totals['macs']:,}" in md
+
+
+def test_table_names_the_units_and_the_assumptions() -> None:
+    from rich.console import Console
+
+    from hairlab.costmodel import render
+
+    report = estimate(extract_layers(_tiny(), (3, 16, 16)), registry("hardware").create("paper2012"))
+    console = Console(record=True, width=300)
+    render.print_table(report, console)
+    text = console.export_text()
+    assert "FLOPs" in text and "MACs" in text and "assumes: mode: corrected" in text
+    assert "units: FLOPs = the target's operation count" in text

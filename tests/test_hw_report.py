@@ -28,11 +28,11 @@ def test_json_report_has_layers_and_totals(tmp_path: Path) -> None:
     args = ["model=hairnet_cifar", "hardware=paper2012", "hardware.mode=corrected"]
     hw_report(args, fmt="json", output=out)
     data = json.loads(out.read_text())
-    assert {"latency_s", "transfer_s", "compute_s", "params", "ops"} <= set(data["totals"])
+    assert {"latency_s", "transfer_s", "compute_s", "params", "flops", "macs"} <= set(data["totals"])
     layers = data["layers"]
     assert layers[0]["layer_name"] == "conv2D" and layers[-1]["layer_name"] == "SoftMax"
-    for key in ("in_map_MB", "out_map_MB", "param_MB", "ops", "in_map_loc", "out_map_loc", "param_loc",
-                "transfer_time_s", "compute_time_s", "total_time_s", "bound"):
+    for key in ("in_map_MB", "out_map_MB", "param_MB", "flops", "macs", "in_map_loc", "out_map_loc",
+                "param_loc", "transfer_time_s", "compute_time_s", "total_time_s", "bound"):
         assert key in layers[0]
     total = sum(row["total_time_s"] for row in layers)
     assert data["totals"]["latency_s"] == pytest.approx(total)
@@ -130,7 +130,7 @@ def test_latency_metrics_is_cheap_and_skips_uncalibrated_host(tmp_path: Path,
     monkeypatch.setenv("HAIRLAB_CACHE", str(tmp_path))  # no calibration cached here
     model = build_model(compose(["model=hairnet_cifar"]).model, get_host())
     metrics = latency_metrics(model, (3, 32, 32), ["paper2012", "host"])
-    keys = ("latency_s", "transfer_s", "compute_s", "ops", "params")
+    keys = ("latency_s", "transfer_s", "compute_s", "flops", "macs", "params")
     assert set(metrics) == {f"hw/paper2012/{k}" for k in keys}
     assert metrics["hw/paper2012/params"] == sum(p.numel() for p in model.parameters())
     assert model.training
@@ -151,7 +151,7 @@ def test_profile_job_logs_metrics(tmp_path: Path) -> None:
     assert logged["hw/paper2012/latency_s"] == pytest.approx(metrics["hw/paper2012/latency_s"])
     assert logged["model/params"] > 0
     # The composed hardware config (mode=corrected) is what gets reported for its name.
-    assert metrics["hw/paper2012/ops"] < 1e9
+    assert metrics["hw/paper2012/flops"] < 1e9
 
 
 def test_report_on_third_party_blocks() -> None:
@@ -221,7 +221,7 @@ def test_paper2012_is_corrected_unless_faithful_is_asked(tmp_path: Path) -> None
     hw_report(["model=hairnet_cifar", "hardware.mode=faithful"], fmt="json", output=out)
     faithful = json.loads(out.read_text())
     assert default["target"]["mode"] == "corrected" and faithful["target"]["mode"] == "faithful"
-    assert default["totals"]["ops"] < faithful["totals"]["ops"] / 2  # depthwise no longer counted dense
+    assert default["totals"]["flops"] < faithful["totals"]["flops"] / 2  # depthwise no longer counted dense
     model = build_model(cfg.model, get_host(), num_classes=10, input_shape=(3, 32, 32))
     logged = latency_metrics(model, (3, 32, 32), ["paper2012"])  # what a training run logs by default
-    assert logged["hw/paper2012/ops"] == pytest.approx(default["totals"]["ops"])
+    assert logged["hw/paper2012/flops"] == pytest.approx(default["totals"]["flops"])

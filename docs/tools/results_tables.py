@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 METRICS = ("val/acc", "test/acc", "val/loss", "test/loss", "train/loss", "throughput/img_s", "model/params",
-           "hw/paper2012/latency_s", "hw/paper2012/ops")
+           "hw/paper2012/latency_s", "hw/paper2012/flops", "hw/paper2012/macs")
+#: Counts printed exactly; ``hw/*/ops`` is what runs before issue 12's units logged as ``flops``.
+COUNTS = ("model/params", "hw/paper2012/ops", "hw/paper2012/flops", "hw/paper2012/macs")
 
 
 def metric(run: Any, name: str) -> float | None:
@@ -32,6 +34,8 @@ def metric(run: Any, name: str) -> float | None:
     metrics = run.data.metrics
     if name in metrics:
         return float(metrics[name])
+    if name.startswith("hw/") and name.endswith("/flops") and name[:-len("flops")] + "ops" in metrics:
+        return float(metrics[name[:-len("flops")] + "ops"])  # a run from before FLOPs and MACs were named
     old = "val/" + name[len("test/"):] if name.startswith("test/") else None
     if old and old in metrics and SELECTION_TAG not in run.data.tags and "test/acc" not in metrics:
         return float(metrics[old])
@@ -83,7 +87,7 @@ def _fmt(values: list[float], metric: str) -> str:
     if not values:
         return ""
     scale, digits = (100.0, 1) if metric.endswith("/acc") else (1.0, 4)
-    if metric in ("model/params", "hw/paper2012/ops"):
+    if metric in COUNTS:
         return " / ".join(f"{v:,.0f}" for v in sorted(set(values)))
     if metric.startswith("throughput"):
         scale, digits = 1.0, 0

@@ -13,7 +13,7 @@ __all__ = ["latency_metrics", "target_from_config"]
 
 
 def latency_metrics(model: Any, input_shape: tuple[int, int, int], targets: list[str]) -> dict[str, float]:
-    """``{"hw/<target>/latency_s": ..., "hw/<target>/ops": ...}`` for each target name.
+    """``{"hw/<target>/latency_s": ..., "hw/<target>/flops": ...}`` for each target name.
 
     See :func:`hairlab.costmodel.api.latency_metrics`.
     """

@@ -83,7 +83,7 @@ def latency_metrics(model: Any, input_shape: tuple[int, ...], targets: list[str]
     gives, name -> config node (None = default config). One traced forward of one image,
     then the engine per target. Targets needing a calibration that is not cached are
     skipped with a warning rather than measured here. Keys: ``hw/<target>/latency_s``,
-    ``.../transfer_s``, ``.../compute_s``, ``.../ops``, ``.../params``.
+    ``.../transfer_s``, ``.../compute_s``, ``.../flops``, ``.../macs``, ``.../params``.
     """
     from hairlab.costmodel.calibrate import CalibrationUnavailable, cached_only
     from hairlab.costmodel.engine import estimate
@@ -118,6 +118,8 @@ def report_metrics(name: str, report: Any, batch_size: int) -> dict[str, float]:
         f"{prefix}/latency_s": tot["latency_per_image_s"],
         f"{prefix}/transfer_s": tot["transfer_s"] / batch_size,
         f"{prefix}/compute_s": tot["compute_s"] / batch_size,
-        f"{prefix}/ops": tot["ops"] / batch_size,
+        # Per image; FLOPs under the target's conventions, MACs of conv and dense layers.
+        f"{prefix}/flops": tot["flops"] / batch_size,
+        f"{prefix}/macs": tot["macs"] / batch_size,
         f"{prefix}/params": tot["params"],
     }

@@ -2,7 +2,8 @@
 
 A printed number carries its own precision: ``0.006426`` is known to 6 decimals, ``8.67E-05``
 to 3 significant digits, ``86704128`` exactly. A computed value matches when it rounds to the
-printed one, i.e. lies within half a unit of the last printed digit.
+printed one, i.e. lies within half a unit of the last printed digit. The appendix's ``ops``
+column is a row's ``flops`` (its own name for the same count, kept as ``Row.ops``).
 """
 
 from __future__ import annotations
@@ -44,12 +45,11 @@ def mismatches(report: Report, reference: list[dict[str, str]]) -> list[str]:
     if len(report.rows) != len(reference):
         problems.append(f"{len(report.rows)} rows, reference has {len(reference)}")
     for row, ref in zip(report.rows, reference, strict=False):
-        data = row.as_dict()
         for col in APPENDIX_COLUMNS:
             want = ref.get(col)
             if want is None:
                 continue
-            got = data[col]
+            got = getattr(row, col)
             ok = matches_printed(float(got), want) if col in NUMERIC else str(got) == want
             if not ok:
                 problems.append(f"row {row.index} {col}: got {got!r}, printed {want}")
@@ -60,11 +60,11 @@ def side_by_side(report: Report, reference: list[dict[str, str]]) -> list[dict[s
     """Rows pairing each computed value with the printed one and whether they agree."""
     out = []
     for i in range(max(len(report.rows), len(reference))):
-        row = report.rows[i].as_dict() if i < len(report.rows) else {}
+        row = report.rows[i] if i < len(report.rows) else None
         ref = reference[i] if i < len(reference) else {}
         item: dict[str, Any] = {"row": i + 1}
         for col in APPENDIX_COLUMNS:
-            got, want = row.get(col), ref.get(col)
+            got, want = (getattr(row, col) if row is not None else None), ref.get(col)
             if col in NUMERIC:
                 ok = got is not None and want is not None and matches_printed(float(got), want)
             else:

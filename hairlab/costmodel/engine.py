@@ -5,6 +5,11 @@ For each row: bytes of the input map, output map and parameters; where each live
 cross the bus / bus bandwidth; compute time = operations / the rate of the unit the layer
 runs on; row time = transfer + compute (or the max of the two when the target overlaps
 them). Parameters always stream from external memory: no target keeps weights resident.
+
+Units: ``flops`` is the target's operation count under its conventions (2 per multiply-add,
+plus the element-wise ops of BN, activations, pools, softmax and biases); ``macs`` is the
+multiply-accumulates of convolutions and dense layers as the model executes them (whatever
+the conventions count), the figure papers, torchinfo and thop report. Both are integers.
 """
 
 from __future__ import annotations
@@ -31,7 +36,10 @@ class Row:
     in_map_MB: float
     out_map_MB: float
     param_MB: float
-    ops: float
+    #: Floating-point operations under the target's conventions (2 per MAC + element-wise ops).
+    flops: int
+    #: Multiply-accumulates of a convolution or dense layer (0 for every other kind).
+    macs: int
     in_map_loc: str
     out_map_loc: str
     param_loc: str
@@ -44,14 +52,24 @@ class Row:
     intensity: float
     params: int
 
+    @property
+    def ops(self) -> float:
+        """The appendix's name for :attr:`flops` (its ``ops`` column), for the comparison with it."""
+        return float(self.flops)
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-#: Column order of the appendix (and of csv/markdown output), then the extras.
+#: Column order of the appendix, as its printed table names them (``ops`` is our ``flops``).
 APPENDIX_COLUMNS = ("layer_name", "in_map_MB", "out_map_MB", "param_MB", "ops", "in_map_loc", "out_map_loc",
                     "param_loc", "transfer_time_s", "compute_time_s", "total_time_s")
+#: Column order of a report (csv, markdown, table): the appendix's with FLOPs and MACs, then the extras.
+REPORT_COLUMNS = ("layer_name", "in_map_MB", "out_map_MB", "param_MB", "flops", "macs", "in_map_loc",
+                  "out_map_loc", "param_loc", "transfer_time_s", "compute_time_s", "total_time_s")
 EXTRA_COLUMNS = ("bound", "unit", "module", "kind")
+#: Totals that are counts (integers in JSON and CSV).
+COUNT_TOTALS = ("params", "flops", "macs", "rows", "memory_bound_rows", "batch_size")
 
 
 @dataclass
@@ -62,6 +80,7 @@ class Report:
     model: str
     input_shape: tuple[int, int, int]
     rows: list[Row]
+    #: Times in seconds, traffic in MB; counts (``COUNT_TOTALS``) are ints.
     totals: dict[str, float] = field(default_factory=dict)
     summary: list[str] = field(default_factory=list)
     #: Modules behind each row (empty for rows only a convention adds), for measurement.
@@ -91,11 +110,19 @@ class Report:
                        "layer_overhead_s": t.layer_overhead_s, "kind_rates": dict(t.kind_rates),
                        "kind_overheads": dict(t.kind_overheads),
                        "notes": list(t.notes)},
+            "assumptions": assumptions(t),
             "layers": [self._row_dict(i) for i in range(len(self.rows))],
             "totals": dict(self.totals),
             "summary": list(self.summary),
             **({"measurement": self.measurement} if self.measurement else {}),
         }
+
+
+def assumptions(target: Target) -> list[str]:
+    """The target's assumptions in force (one line each), plus what the counts mean."""
+    lines = list(target.assumptions()) if callable(getattr(target, "assumptions", None)) else []
+    return [*lines, "units: FLOPs = the target's operation count (2 per multiply-add + element-wise ops); "
+                    "MACs = multiply-accumulates of conv and dense layers"]
 
 
 def _place_per_map(sizes: list[float], cap: float, first: str) -> list[str]:
@@ -168,21 +195,23 @@ def estimate(layers: list[Layer], target: Target, *, model: str = "model",
     rows: list[Row] = []
     for i, layer in enumerate(rows_in):
         param_bytes = layer.params * bpe
-        ops = conv_rules.count_ops(layer, conv) * b
+        flops = round(conv_rules.count_ops(layer, conv) * b)
+        macs = int(layer.macs) * b
         moved = (ins[i] if in_locs[i] == EXTERNAL else 0.0) + (outs[i] if out_locs[i] == EXTERNAL else 0.0)
         moved += param_bytes
         transfer = moved / target.bus_bandwidth
-        compute = ops / target.rate(layer.kind) + target.overhead(layer.kind)
+        compute = flops / target.rate(layer.kind) + target.overhead(layer.kind)
         if target.layer_time is not None:
             transfer, compute = target.layer_time(layer, b, transfer, compute)
         total = max(transfer, compute) if target.overlap else transfer + compute
         rows.append(Row(
             index=i + 1, layer_name=layer.label, module=layer.name, kind=layer.kind,
-            in_map_MB=ins[i] / MB, out_map_MB=outs[i] / MB, param_MB=param_bytes / MB, ops=ops,
+            in_map_MB=ins[i] / MB, out_map_MB=outs[i] / MB, param_MB=param_bytes / MB,
+            flops=flops, macs=macs,
             in_map_loc=in_locs[i], out_map_loc=out_locs[i], param_loc=EXTERNAL,
             transfer_time_s=transfer, compute_time_s=compute, total_time_s=total,
             bound="memory" if transfer > compute else "compute", unit=target.unit(layer.kind),
-            intensity=ops / moved if moved else float("inf"), params=layer.params,
+            intensity=flops / moved if moved else float("inf"), params=layer.params,
         ))
     report = Report(target, model, input_shape, rows)
     report.sources = [[] if r.synthetic else list(r.attrs.get("sources", [r.name])) for r in rows_in]
@@ -203,12 +232,13 @@ def _totals(rows: list[Row], target: Target, layers: list[Layer]) -> dict[str, f
         "transfer_s": transfer,
         "compute_s": compute,
         # Parameters of the model (each layer once, extra listed rows not double counted).
-        "params": float(sum(layer.params for layer in layers)),
-        "ops": float(sum(r.ops for r in rows)),
+        "params": sum(layer.params for layer in layers),
+        "flops": sum(r.flops for r in rows),
+        "macs": sum(r.macs for r in rows),
         "bus_MB": moved / MB,
-        "rows": float(len(rows)),
-        "memory_bound_rows": float(sum(r.bound == "memory" for r in rows)),
-        "batch_size": float(target.batch_size),
+        "rows": len(rows),
+        "memory_bound_rows": sum(r.bound == "memory" for r in rows),
+        "batch_size": int(target.batch_size),
     }
 
 

@@ -8,12 +8,15 @@ import json
 import math
 from typing import Any
 
-from hairlab.costmodel.engine import APPENDIX_COLUMNS, EXTRA_COLUMNS, Report
+from hairlab.costmodel.engine import APPENDIX_COLUMNS, EXTRA_COLUMNS, REPORT_COLUMNS, Report, assumptions
 
 FORMATS = ("table", "csv", "json", "markdown")
 _TIME = ("transfer_time_s", "compute_time_s", "total_time_s", "measured_s")
 _MB = ("in_map_MB", "out_map_MB", "param_MB")
 _TEXT = ("layer_name", "module", "kind", "unit", "bound")
+_COUNTS = ("ops", "flops", "macs")
+#: Column headers in the table and markdown (the unit named; CSV and JSON use the field names).
+HEADERS = {"flops": "FLOPs", "macs": "MACs", "predicted_over_measured": "pred/meas"}
 
 
 def fmt_value(col: str, value: Any) -> str:
@@ -24,7 +27,7 @@ def fmt_value(col: str, value: Any) -> str:
         return value
     if col in _MB:
         return f"{value:.6f}".rstrip("0").rstrip(".") if value else "0"
-    if col == "ops":
+    if col in _COUNTS:
         return f"{value:.3g}" if value >= 1e8 else f"{value:.0f}"
     if col in _TIME:
         if value == 0:
@@ -37,8 +40,13 @@ def fmt_value(col: str, value: Any) -> str:
     return str(value)
 
 
+def header(col: str) -> str:
+    """A column's display header: the unit for counts (``FLOPs``, ``MACs``), shorter time names."""
+    return HEADERS.get(col, col.replace("_time_s", "_s"))
+
+
 def columns(report: Report) -> list[str]:
-    cols = ["index", *APPENDIX_COLUMNS, *EXTRA_COLUMNS]
+    cols = ["index", *REPORT_COLUMNS, *EXTRA_COLUMNS]
     if report.measured is not None:
         cols += ["measured_s", "predicted_over_measured"]
     return cols
@@ -77,7 +85,8 @@ def _totals_lines(report: Report) -> list[str]:
         f"latency {t['latency_s']:.6f} s per batch of {int(t['batch_size'])} "
         f"({t['latency_per_image_s']:.6f} s per image, {t['images_per_s']:.1f} images/s)",
         f"transfer {t['transfer_s']:.6f} s, compute {t['compute_s']:.6f} s, bus traffic {t['bus_MB']:.3f} MB",
-        f"params {int(t['params']):,}, ops {t['ops']:.4g}, rows {int(t['rows'])}",
+        f"params {int(t['params']):,}, FLOPs {int(t['flops']):,}, MACs {int(t['macs']):,}, "
+        f"rows {int(t['rows'])}",
     ]
     if report.measurement:
         m = report.measurement
@@ -96,8 +105,9 @@ def _load(load: Any) -> str:
 def to_markdown(report: Report) -> str:
     cols = columns(report)
     out = [f"# {report.model} on {report.target.name} ({report.target.mode})", "",
-           f"Input {list(report.input_shape)}; {report.target.description}.", ""]
-    out.append("| " + " | ".join(cols) + " |")
+           f"Input {list(report.input_shape)}; {report.target.description}.", "",
+           "**Assumptions**", "", *[f"- {line}" for line in assumptions(report.target)], ""]
+    out.append("| " + " | ".join(header(c) for c in cols) + " |")
     out.append("|" + "---|" * len(cols))
     for rec in _records(report):
         out.append("| " + " | ".join(fmt_value(c, rec.get(c)) for c in cols) + " |")
@@ -112,10 +122,10 @@ def print_table(report: Report, console: Any) -> None:
     cols = columns(report)
     table = Table(title=f"{report.model} on {report.target.name} ({report.target.mode})",
                   caption=f"input {list(report.input_shape)}; {report.target.description}")
+    for line in assumptions(report.target):
+        console.print(f"[dim]assumes: {line}[/dim]")
     for c in cols:
-        table.add_column(c.replace("_time_s", "_s").replace("predicted_over_measured", "pred/meas"),
-                         justify="left" if c in _TEXT else "right",
-                         overflow="fold")
+        table.add_column(header(c), justify="left" if c in _TEXT else "right", overflow="fold")
     for rec in _records(report):
         style = "yellow" if rec.get("bound") == "memory" else None
         table.add_row(*[fmt_value(c, rec.get(c)) for c in cols], style=style)
