@@ -217,7 +217,7 @@ def test_option_types_are_checked_naming_the_key(key: str, value: object) -> Non
 
 def test_batches_are_built_single_threaded_and_the_caller_keeps_its_threads(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import hairlab.data.tensor as tensor_mod
+    import hairlab.data.augment as augment_mod
 
     seen: list[int] = []
 
@@ -225,7 +225,7 @@ def test_batches_are_built_single_threaded_and_the_caller_keeps_its_threads(
         seen.append(torch.get_num_threads())
         return crop_flip(*a, **k)
 
-    monkeypatch.setattr(tensor_mod, "crop_flip", spy)
+    monkeypatch.setattr(augment_mod, "crop_flip", spy)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

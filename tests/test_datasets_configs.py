@@ -19,7 +19,7 @@ from hairlab.plugin_manager import get_host
 REPO = Path(__file__).resolve().parents[1]
 BUILTINS = ("cifar10", "imagefolder", "synthetic")
 COMMON = {"name", "num_classes", "image_size", "root", "train_size", "test_size", "val_size",
-          "crop_padding", "hflip", "normalize", "mean", "std"}
+          "crop_padding", "pad_mode", "hflip", "cutout", "normalize", "mean", "std"}
 
 
 def dataset_cfg(name: str, *overrides: str) -> dict:

@@ -19,24 +19,47 @@ import torch.nn.functional as F
 GATHER_MAX_PIXELS = 64 * 64
 
 
-def crop_flip(x: torch.Tensor, *, padding: int, hflip: bool, generator: torch.Generator) -> torch.Tensor:
-    """Random crop (after zero padding by ``padding`` pixels) and random horizontal flip.
+def pad(x: torch.Tensor, padding: int, mode: str = "zeros") -> torch.Tensor:
+    """``x`` padded by ``padding`` pixels on each side: zeros, or a mirror without the edge (reflect)."""
+    if padding <= 0:
+        return x
+    return F.pad(x, (padding,) * 4, mode="constant" if mode == "zeros" else mode)
 
-    ``x`` is a uint8 batch ``(B, C, H, W)``; the result has the same shape. Each example gets
-    its own offsets and flip, drawn from ``generator`` on the CPU in the order
-    (row offsets, column offsets, flips), so both code paths below give identical results.
-    Small images take one ``gather`` over each padded image's flattened pixels (about 3x
-    faster than 4-D advanced indexing); large ones are sliced image by image.
+
+def alternate_flips(base: torch.Tensor, epoch: int) -> torch.Tensor:
+    """Airbench's alternating flip: an example's coin (``base``) on odd epochs, its opposite on even ones.
+
+    So every example is seen both ways in every two consecutive epochs, where independent coins
+    leave a quarter of them unflipped (or always flipped) over the pair.
     """
-    if padding <= 0 and not hflip:
+    return base if epoch % 2 == 1 else ~base
+
+
+def crop_flip(x: torch.Tensor, *, padding: int, hflip: bool, generator: torch.Generator,
+              pad_mode: str = "zeros", flips: torch.Tensor | None = None) -> torch.Tensor:
+    """Random translation by up to ``padding`` pixels (a crop of the padded image) and horizontal flip.
+
+    ``x`` is a uint8 batch ``(B, C, H, W)``; the result has the same shape. A crop at offset
+    ``o`` of the image padded by ``p`` moves its content by ``p - o`` pixels, so this is a
+    random translation in ``[-p, p]`` per axis, the uncovered border filled by ``pad_mode``
+    (zeros, or reflect as airbench does). Each example gets its own offsets and flip, drawn
+    from ``generator`` on the CPU in the order (row offsets, column offsets, flips), so both
+    code paths below give identical results. ``flips`` (a bool mask of B) replaces the flip
+    draw, e.g. with :func:`alternate_flips`. Small images take one ``gather`` over each
+    padded image's flattened pixels (about 3x faster than 4-D advanced indexing); large ones
+    are sliced image by image.
+    """
+    if padding <= 0 and not hflip and flips is None:
         return x
     b, c, h, w = x.shape
     p = max(padding, 0)
     oy = torch.randint(0, 2 * p + 1, (b,), generator=generator) if p else torch.zeros(b, dtype=torch.long)
     ox = torch.randint(0, 2 * p + 1, (b,), generator=generator) if p else torch.zeros(b, dtype=torch.long)
-    flip = torch.rand(b, generator=generator) < 0.5 if hflip else torch.zeros(b, dtype=torch.bool)
-    if p:
-        x = F.pad(x, (p, p, p, p))
+    if flips is not None:
+        flip = flips.to("cpu", torch.bool)
+    else:
+        flip = torch.rand(b, generator=generator) < 0.5 if hflip else torch.zeros(b, dtype=torch.bool)
+    x = pad(x, p, pad_mode)
     if h * w > GATHER_MAX_PIXELS:
         out = torch.empty((b, c, h, w), dtype=x.dtype, device=x.device)
         for i, (r, s, f) in enumerate(zip(oy.tolist(), ox.tolist(), flip.tolist(), strict=True)):
@@ -48,6 +71,26 @@ def crop_flip(x: torch.Tensor, *, padding: int, hflip: bool, generator: torch.Ge
     cols = torch.where(flip.view(b, 1, 1), cols.flip(-1), cols)
     index = (rows * (w + 2 * p) + cols).view(-1, 1, h * w).expand(b, c, h * w).to(x.device)
     return x.reshape(b, c, -1).gather(2, index).view(b, c, h, w)
+
+
+def cutout(x: torch.Tensor, *, size: int, generator: torch.Generator, fill: torch.Tensor | None = None
+           ) -> torch.Tensor:
+    """Cutout (DeVries & Taylor 2017): a ``size x size`` square per example set to ``fill``.
+
+    Centres are uniform over the image (drawn rows, then columns), so a square may be clipped
+    at the border. ``fill`` is a per-channel uint8 value (the dataset mean: zero after
+    normalization); zeros when None. One mask for the batch, no per-image loop.
+    """
+    if size <= 0:
+        return x
+    b, c, h, w = x.shape
+    cy = torch.randint(0, h, (b,), generator=generator) - size // 2
+    cx = torch.randint(0, w, (b,), generator=generator) - size // 2
+    rows, cols = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+    inside = ((rows >= cy.view(b, 1, 1)) & (rows < cy.view(b, 1, 1) + size)
+              & (cols >= cx.view(b, 1, 1)) & (cols < cx.view(b, 1, 1) + size))
+    value = torch.zeros((1, c, 1, 1), dtype=x.dtype) if fill is None else fill.view(1, c, 1, 1).to(x.dtype)
+    return torch.where(inside.view(b, 1, h, w).to(x.device), value.to(x.device), x)
 
 
 class Normalizer:

@@ -37,7 +37,21 @@ LOAD_FACTS = ("cache_hit", "cache_file", "load_s", "first_decode_s", "extracted_
 TIMINGS = ("load_s", "first_decode_s")
 #: ``info()`` keys that depend on the split sizes or on augmentation, not on the source.
 _SPLIT_FACTS = ("train_examples", "val_examples", "test_examples", "mean", "std", "stats_from", "crop_padding",
-                "hflip")
+                "hflip", "pad_mode", "cutout")
+#: How the border uncovered by a translation (``crop_padding``) is filled.
+PAD_MODES = ("zeros", "reflect")
+#: ``dataset.hflip`` modes: off, random (a fresh coin per example and epoch), alternate (airbench's
+#: derandomised flip: every example flipped on every other epoch, starting from a per-example coin).
+FLIP_MODES = ("off", "random", "alternate")
+
+
+def flip_mode(value: Any) -> str:
+    """``dataset.hflip`` as one of :data:`FLIP_MODES` (``true`` = random, ``false`` = off)."""
+    text = str(value).lower()
+    mode = {"true": "random", "false": "off"}.get(text, text)
+    if mode not in FLIP_MODES:
+        raise HairlabError(f"dataset.hflip={value!r}: expected true (random), false (off) or alternate")
+    return mode
 
 
 def source_identity(info: Mapping[str, Any]) -> str:
@@ -114,10 +128,13 @@ class BaseDataModule:
     """
 
     def __init__(self, name: str, *, num_classes: int, input_shape: Sequence[int],
-                 classes: Sequence[str] | None = None, crop_padding: int = 0, hflip: bool = False,
-                 extra_info: dict[str, Any] | None = None) -> None:
-        if isinstance(crop_padding, bool) or not isinstance(crop_padding, int) or crop_padding < 0:
-            raise HairlabError(f"dataset.crop_padding must be an integer >= 0, got {crop_padding!r}")
+                 classes: Sequence[str] | None = None, crop_padding: int = 0, hflip: bool | str = False,
+                 pad_mode: str = "zeros", cutout: int = 0, extra_info: dict[str, Any] | None = None) -> None:
+        for key, value in (("crop_padding", crop_padding), ("cutout", cutout)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise HairlabError(f"dataset.{key} must be an integer >= 0, got {value!r}")
+        if pad_mode not in PAD_MODES:
+            raise HairlabError(f"dataset.pad_mode={pad_mode!r}: expected one of {', '.join(PAD_MODES)}")
         self.name = name
         self.num_classes = int(num_classes)
         self.classes = list(classes) if classes is not None else [str(i) for i in range(self.num_classes)]
@@ -125,8 +142,17 @@ class BaseDataModule:
         if len(shape) != 3:
             raise ValueError(f"{name}: input_shape must be (channels, height, width), got {shape}")
         self.input_shape: tuple[int, int, int] = (shape[0], shape[1], shape[2])
+        if pad_mode == "reflect" and crop_padding >= min(shape[1:]):
+            raise HairlabError(f"dataset.crop_padding={crop_padding} with pad_mode=reflect needs images larger "
+                               f"than the padding ({shape[1]}x{shape[2]}); lower it or use pad_mode=zeros")
         self.crop_padding = crop_padding
-        self.hflip = bool(hflip)
+        #: the flip mode (:data:`FLIP_MODES`); ``hflip`` keeps the option's value for ``info()``
+        self.flip = flip_mode(hflip)
+        self.hflip: bool | str = self.flip if self.flip == "alternate" else self.flip == "random"
+        self.pad_mode = pad_mode
+        self.cutout = cutout
+        self._epoch = 0  # the epoch the last train_batches iteration ran, when the caller gives none
+        self._coins: tuple[int, int, Any] | None = None  # (seed, n, per-example coins) of the alternating flip
         #: Intra-op threads for batch assembly on the CPU (``None``: torch's setting); see
         #: :func:`hairlab.data.tensor.cpu_threads`.
         self.cpu_threads: int | None = 1
@@ -190,6 +216,59 @@ class BaseDataModule:
             )
         self.normalizer = Normalizer(mean, std)
 
+    # -- augmentation ----------------------------------------------------------------------
+    def epoch_number(self, epoch: int | None) -> int:
+        """The 1-based epoch a ``train_batches`` iteration runs: the caller's, else one more than the last.
+
+        The engine passes its own epoch, so a resumed run's epoch k is augmented as the
+        uninterrupted run's was; a caller that passes none gets 1, 2, ... per iteration.
+        """
+        self._epoch = self._epoch + 1 if epoch is None else int(epoch)
+        return self._epoch
+
+    def _flip_coins(self, generator: Any, n: int) -> Any:
+        """Each training example's first flip (a bool per example) for the alternating flip.
+
+        Drawn from a generator of its own, seeded from the engine generator's seed (which a
+        checkpoint's RNG state restores), so the coins are the run's on resume too and the
+        engine generator's stream is not touched.
+        """
+        import torch
+
+        seed = int(generator.initial_seed())
+        if self._coins is None or self._coins[:2] != (seed, n):
+            own = torch.Generator().manual_seed((seed * 6364136223846793005 + 1442695040888963407) % 2**63)
+            self._coins = (seed, n, torch.rand(n, generator=own) < 0.5)
+        return self._coins[2]
+
+    def augment(self, x: Any, index: Any, *, generator: Any, epoch: int) -> Any:
+        """The training augmentation of a uint8 batch ``x``: translate (crop), flip, cutout.
+
+        ``index`` holds the batch's positions in the training split (the stable per-example
+        identity the alternating flip needs), ``epoch`` the 1-based epoch. Random draws come
+        from ``generator`` in the order crop offsets, flips (random mode only), cutout
+        centres; options left at their defaults draw nothing.
+        """
+        from hairlab.data.augment import alternate_flips, crop_flip
+        from hairlab.data.augment import cutout as cut
+
+        flips = None
+        if self.flip == "alternate":
+            coins = self._flip_coins(generator, self.num_examples("train"))
+            flips = alternate_flips(coins[index.to("cpu")], epoch)
+        x = crop_flip(x, padding=self.crop_padding, hflip=self.flip == "random", generator=generator,
+                      pad_mode=self.pad_mode, flips=flips)
+        if self.cutout:
+            x = cut(x, size=self.cutout, generator=generator, fill=self._fill())
+        return x
+
+    def _fill(self) -> Any:
+        """Cutout's per-channel uint8 value: the normalization mean (zero once normalized)."""
+        import torch
+
+        mean = self.normalizer.mean if self.normalizer is not None else [0.0] * self.input_shape[0]
+        return torch.tensor([round(255 * m) for m in mean], dtype=torch.uint8)
+
     # -- info ------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         """Facts worth tracking: sizes, classes, normalization statistics, augmentation."""
@@ -207,6 +286,8 @@ class BaseDataModule:
             "stats_from": self.stats_source,
             "crop_padding": self.crop_padding,
             "hflip": self.hflip,
+            "pad_mode": self.pad_mode,
+            "cutout": self.cutout,
             **self._extra,
         }
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 
-from hairlab.data.augment import crop_flip
 from hairlab.data.base import BaseDataModule
 from hairlab.data.images import decode_image
 from hairlab.data.tensor import Batches, cpu_threads
@@ -57,11 +56,13 @@ class StreamDataModule(BaseDataModule):
     def __init__(self, name: str, *, train: Sequence[tuple[str, int]], test: Sequence[tuple[str, int]],
                  num_classes: int, size: int, classes: Sequence[str] | None = None,
                  train_size: int | None = None, test_size: int | None = None, val_size: int | float = 0,
-                 crop_padding: int = 0, hflip: bool = False, mean: Sequence[float] | None = None,
+                 crop_padding: int = 0, hflip: bool | str = False, pad_mode: str = "zeros", cutout: int = 0,
+                 mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, normalize: bool = True, workers: int = 2,
                  stats_images: int = 1000, extra_info: dict[str, Any] | None = None) -> None:
         super().__init__(name, num_classes=num_classes, input_shape=(3, size, size), classes=classes,
-                         crop_padding=crop_padding, hflip=hflip, extra_info=extra_info)
+                         crop_padding=crop_padding, hflip=hflip, pad_mode=pad_mode, cutout=cutout,
+                         extra_info=extra_info)
         self.size = size
         self.workers = max(0, int(workers))
         sl = self.carve(len(train), len(test), train_size=train_size, test_size=test_size, val_size=val_size)
@@ -96,20 +97,23 @@ class StreamDataModule(BaseDataModule):
         return {**super().info(), "in_memory": False, "workers": self.workers}
 
     def train_batches(self, batch_size: int, *, device: Any, generator: torch.Generator,
-                      memory_format: Any = None, drop_last: bool | None = None) -> Batches:
-        """One shuffled epoch; see :meth:`TensorDataModule.train_batches` for ``drop_last``."""
+                      memory_format: Any = None, drop_last: bool | None = None, epoch: int | None = None
+                      ) -> Batches:
+        """One shuffled epoch; see :meth:`TensorDataModule.train_batches` for ``drop_last`` and ``epoch``."""
         length = self.epoch_length(batch_size, drop_last)
         items = self.splits["train"]
         n = len(items)
         dev = torch.device(device)
 
         def make() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-            order = torch.randperm(n, generator=generator)[: length * batch_size].tolist()
-            for xb, yb, errors in self._loader(items, batch_size, order, pin=dev.type == "cuda"):
+            number = self.epoch_number(epoch)
+            order = torch.randperm(n, generator=generator)[: length * batch_size]
+            loader = self._loader(items, batch_size, order.tolist(), pin=dev.type == "cuda")
+            for i, (xb, yb, errors) in enumerate(loader):
                 _check(errors)
                 with cpu_threads(dev, self.cpu_threads):
-                    xb = crop_flip(xb.to(dev, non_blocking=True), padding=self.crop_padding,
-                                   hflip=self.hflip, generator=generator)
+                    which = order[i * batch_size:(i + 1) * batch_size]
+                    xb = self.augment(xb.to(dev, non_blocking=True), which, generator=generator, epoch=number)
                     batch = self.normalizer(xb, memory_format), yb.to(dev, non_blocking=True)
                 yield batch
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from hairlab.data.augment import channel_stats, crop_flip
+from hairlab.data.augment import channel_stats
 from hairlab.data.base import BaseDataModule, check_size, split_indices, val_count
 from hairlab.errors import HairlabError
 
@@ -74,7 +74,9 @@ class TensorDataModule(BaseDataModule):
         test_size: int | None = None,
         val_size: int | float = 0,
         crop_padding: int = 0,
-        hflip: bool = False,
+        hflip: bool | str = False,
+        pad_mode: str = "zeros",
+        cutout: int = 0,
         normalize: bool = True,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
@@ -90,7 +92,8 @@ class TensorDataModule(BaseDataModule):
                 f"{name}: train and test shapes differ: {tuple(xtr.shape)} vs {tuple(xte.shape)}"
             )
         super().__init__(name, num_classes=num_classes, input_shape=tuple(xtr.shape[1:]), classes=classes,
-                         crop_padding=crop_padding, hflip=hflip, extra_info=extra_info)
+                         crop_padding=crop_padding, hflip=hflip, pad_mode=pad_mode, cutout=cutout,
+                         extra_info=extra_info)
         sl = self.carve(len(xtr), len(xte), train_size=train_size, test_size=test_size, val_size=val_size)
         self.splits = {
             "train": (xtr[sl["train"]], ytr[sl["train"]].long()),
@@ -126,11 +129,14 @@ class TensorDataModule(BaseDataModule):
         return cache[split]
 
     def train_batches(self, batch_size: int, *, device: Any, generator: torch.Generator,
-                      memory_format: Any = None, drop_last: bool | None = None) -> Batches:
+                      memory_format: Any = None, drop_last: bool | None = None, epoch: int | None = None
+                      ) -> Batches:
         """One shuffled, augmented epoch.
 
         ``drop_last=None`` (the default) drops only a trailing batch of a single example,
         which BatchNorm cannot train on; ``True``/``False`` drop every/no partial batch.
+        ``epoch`` (1-based) is the epoch this is, for augmentations that depend on it (the
+        alternating flip); None counts the iterations (:meth:`BaseDataModule.epoch_number`).
         """
         length = self.epoch_length(batch_size, drop_last)
         x, y = self._on(device, "train")
@@ -139,12 +145,14 @@ class TensorDataModule(BaseDataModule):
         flat, shape = x.reshape(n, -1), x.shape[1:]
 
         def make() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            number = self.epoch_number(epoch)
             perm = torch.randperm(n, generator=generator)
             for i in range(length):
                 with cpu_threads(x.device, self.cpu_threads):
-                    idx = perm[i * batch_size:(i + 1) * batch_size].to(x.device)
+                    which = perm[i * batch_size:(i + 1) * batch_size]
+                    idx = which.to(x.device)
                     xb = flat.index_select(0, idx).view(-1, *shape)  # faster than x[idx] for uint8
-                    xb = crop_flip(xb, padding=self.crop_padding, hflip=self.hflip, generator=generator)
+                    xb = self.augment(xb, which, generator=generator, epoch=number)
                     batch = self.normalizer(xb, memory_format), y[idx]
                 yield batch
 

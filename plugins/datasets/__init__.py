@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 from hairlab import hookimpl
 from hairlab.contract.schema import check, opt
@@ -29,9 +29,13 @@ class DatasetOptions:
     train_size: Optional[int] = opt(None, "null = all; N = the first N of a fixed shuffled order (a fair subset)")
     test_size: Optional[int] = opt(None, "null = all; N = the first N of the test split")
     val_size: Union[int, float] = opt(0, "count (or fraction < 1) carved from the end of the training set")
-    crop_padding: int = opt(4, "random crop after zero padding by this many pixels, per batch on the device "
-                               "(0 = off)")
-    hflip: bool = opt(True, "random horizontal flip, per batch on the device")
+    crop_padding: int = opt(4, "random translation by up to this many pixels (a crop of the padded image), per "
+                               "batch on the device (0 = off)")
+    pad_mode: Literal["zeros", "reflect"] = opt("zeros", "how crop_padding fills the uncovered border: zeros, "
+                                                         "or reflect (airbench)")
+    hflip: Union[bool, str] = opt(True, "horizontal flip: true = random per example, alternate = each example "
+                                        "flipped every other epoch (airbench), false = off")
+    cutout: int = opt(0, "cutout: a square this many pixels wide per image set to the mean (0 = off)")
     normalize: bool = opt(True, "subtract mean, divide by std (per channel)")
     mean: Optional[list[float]] = opt(None, "per-channel mean; null = computed from the training split")
     std: Optional[list[float]] = opt(None, "per-channel std; null = computed from the training split")
@@ -46,8 +50,11 @@ class DatasetOptions:
                 raise ValueError(f"{key}={value}: expected an integer >= 1 or null (all)")
         if self.val_size < 0 or (isinstance(self.val_size, float) and self.val_size >= 1):
             raise ValueError(f"val_size={self.val_size}: expected a count >= 0 or a fraction in (0, 1)")
-        if self.crop_padding < 0:
-            raise ValueError(f"crop_padding={self.crop_padding}: expected an integer >= 0")
+        for key in ("crop_padding", "cutout"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key}={getattr(self, key)}: expected an integer >= 0")
+        if str(self.hflip).lower() not in ("true", "false", "alternate"):
+            raise ValueError(f"hflip={self.hflip!r}: expected true (random), false or alternate")
 
 
 @dataclass
@@ -76,7 +83,8 @@ class ImageFolderOptions(DatasetOptions):
 
     num_classes: int = opt(1000, "must equal the number of train/ class folders (checked)")
     image_size: int = opt(224, "shorter side resized to this, then centre-cropped to a square")
-    crop_padding: int = opt(0, "random crop after zero padding by this many pixels (0 = off)")
+    crop_padding: int = opt(0, "random translation by up to this many pixels (a crop of the padded image; "
+                               "0 = off)")
     in_memory: Union[bool, str] = opt("auto", "keep decoded images in memory (and cached as a tensor file): "
                                               "auto = when they fit in max_memory_mb, true, false")
     max_memory_mb: int = opt(2048, "the in_memory=auto limit")

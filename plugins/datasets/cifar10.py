@@ -304,8 +304,9 @@ def not_found(root: Path, how: str, reason: str) -> HairlabError:
 
 
 def build(*, num_classes: int, image_size: int, root: Any, train_size: int | None, test_size: int | None,
-          val_size: int | float, crop_padding: int, hflip: bool, normalize: bool, mean: list[float] | None,
-          std: list[float] | None, download: bool, url: str, md5: str | None, workers: int) -> Any:
+          val_size: int | float, crop_padding: int, pad_mode: str, hflip: bool | str, cutout: int,
+          normalize: bool, mean: list[float] | None, std: list[float] | None,
+          download: bool, url: str, md5: str | None, workers: int) -> Any:
     """A :class:`~hairlab.data.tensor.TensorDataModule` of CIFAR-10 (options: ``Cifar10Options``)."""
     from hairlab.data.tensor import TensorDataModule
 
@@ -329,8 +330,8 @@ def build(*, num_classes: int, image_size: int, root: Any, train_size: int | Non
     dm = TensorDataModule(
         "cifar10", train=(data["train_x"], data["train_y"]), test=(data["test_x"], data["test_y"]),
         num_classes=10, classes=data["classes"], train_size=train_size, test_size=test_size,
-        val_size=val_size, crop_padding=crop_padding, hflip=hflip, normalize=normalize, mean=mean, std=std,
-        extra_info=extra,
+        val_size=val_size, crop_padding=crop_padding, pad_mode=pad_mode, hflip=hflip, cutout=cutout,
+        normalize=normalize, mean=mean, std=std, extra_info=extra,
     )
     dm.note(load_s=round(time.perf_counter() - t0, 3))  # locate + cache/decode + statistics
     return dm

@@ -70,8 +70,9 @@ def _labelled(tree: Tree, split: str, classes: list[str]) -> list[tuple[str, int
 
 
 def build(*, num_classes: int, image_size: int, root: Any, train_size: int | None, test_size: int | None,
-          val_size: int | float, crop_padding: int, hflip: bool, normalize: bool, mean: list[float] | None,
-          std: list[float] | None, in_memory: Any, max_memory_mb: int, workers: int, stats_images: int) -> Any:
+          val_size: int | float, crop_padding: int, pad_mode: str, hflip: bool | str, cutout: int,
+          normalize: bool, mean: list[float] | None, std: list[float] | None,
+          in_memory: Any, max_memory_mb: int, workers: int, stats_images: int) -> Any:
     """A :class:`TensorDataModule` (small enough) or :class:`StreamDataModule` (too large).
 
     Options: ``ImageFolderOptions`` in this plugin's ``__init__``.
@@ -79,7 +80,8 @@ def build(*, num_classes: int, image_size: int, root: Any, train_size: int | Non
     t0 = time.perf_counter()
     base, how = data_root(root)
     common = dict(num_classes=num_classes, train_size=train_size, test_size=test_size, val_size=val_size,
-                  crop_padding=crop_padding, hflip=hflip, normalize=normalize, mean=mean, std=std)
+                  crop_padding=crop_padding, pad_mode=pad_mode, hflip=hflip, cutout=cutout, normalize=normalize,
+                  mean=mean, std=std)
     source_id = fingerprint(base) if base.exists() else ""  # paths, sizes, mtimes: the data's digest follows it
     cache_file = cache_dir() / "tensors" / f"imagefolder-{image_size}px-{source_id}.pt" if source_id else None
     cached = load_tensors(cache_file) if cache_file is not None and in_memory is not False else None

@@ -32,8 +32,8 @@ def make_tensors(*, num_classes: int, image_size: int, channels: int, count: int
 
 def build(*, num_classes: int, image_size: int, channels: int, root: Any, train_size: int | None,
           test_size: int | None, val_size: int | float, num_train: int, num_test: int, noise: float, seed: int,
-          crop_padding: int, hflip: bool, normalize: bool, mean: list[float] | None,
-          std: list[float] | None) -> Any:
+          crop_padding: int, pad_mode: str, hflip: bool | str, cutout: int, normalize: bool,
+          mean: list[float] | None, std: list[float] | None) -> Any:
     """A :class:`~hairlab.data.tensor.TensorDataModule` of synthetic images (options: ``SyntheticOptions``)."""
     from hairlab.data.tensor import TensorDataModule
 
@@ -43,7 +43,7 @@ def build(*, num_classes: int, image_size: int, channels: int, root: Any, train_
     test = make_tensors(count=num_test, stream=1, **common)
     return TensorDataModule(
         "synthetic", train=train, test=test, num_classes=num_classes, train_size=train_size,
-        test_size=test_size, val_size=val_size, crop_padding=crop_padding, hflip=hflip,
-        normalize=normalize, mean=mean, std=std,
+        test_size=test_size, val_size=val_size, crop_padding=crop_padding, pad_mode=pad_mode, hflip=hflip,
+        cutout=cutout, normalize=normalize, mean=mean, std=std,
         extra_info={"source": f"generated (seed {seed}, noise {noise}, {num_train} train / {num_test} test)"},
     )
