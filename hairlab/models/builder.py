@@ -9,8 +9,11 @@ head's against the head's; no torch, so the whole-config check runs it before a 
 
 Per stage: ``block``, ``width`` (an int, or ``num_classes``, which the width multiplier leaves
 alone), ``repeat`` (default 1), ``stride`` (of the stage's first block, default 1),
-``downsample`` (whether to down-sample after it; default true except after the last stage);
+``downsample`` (whether to down-sample after it; default true except after the last stage),
+``shrink`` (default true; false: a width multiplier below 1 leaves the width alone);
 every other key is an option of the block. The head has no default: ``head: {name: ...}``.
+A block schema with a ``check_channels(in_channels, out_channels)`` method is asked about
+every block's channels at plan time (e.g. groups that must divide them), before any run.
 """
 
 from __future__ import annotations
@@ -97,12 +100,28 @@ def _positive(stage: Mapping[str, Any], key: str, where: str, default: int) -> i
     return value
 
 
-def _width(stage: Mapping[str, Any], where: str, multiplier: float, num_classes: int) -> int:
+def make_divisible(value: float, divisor: int) -> int:
+    """``value`` rounded to a multiple of ``divisor``, never below it nor below 90% of ``value``.
+
+    The rounding of MobileNet's reference code (Sandler et al. 2018; torchvision's
+    ``_make_divisible``), so width-multiplier variants get the published widths.
+    """
+    out = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return out + divisor if out < 0.9 * value else out
+
+
+def _width(stage: Mapping[str, Any], where: str, cfg: ModelConfig, num_classes: int) -> int:
     width = stage.get("width")
     if width == "num_classes":
         return num_classes
     if not isinstance(width, int) or isinstance(width, bool) or width < 1:
         raise HairlabError(f"{where}.width={width!r}: expected a positive integer or 'num_classes'")
+    shrink = stage.get("shrink", True)
+    if not isinstance(shrink, bool):
+        raise HairlabError(f"{where}.shrink={shrink!r}: expected true or false")
+    multiplier = cfg.width_multiplier if shrink else max(1.0, cfg.width_multiplier)
+    if cfg.width_divisor is not None:
+        return make_divisible(width * multiplier, cfg.width_divisor)
     return max(1, round(width * multiplier))
 
 
@@ -123,8 +142,22 @@ def _plan_stage(host: PluginHost, i: int, stage: Any, cfg: ModelConfig, num_clas
     downsample = stage.get("downsample", not last)
     if not isinstance(downsample, bool):
         raise HairlabError(f"{where}.downsample={downsample!r}: expected true or false")
-    return StagePlan(where, entry, options, _width(stage, where, cfg.width_multiplier, num_classes),
+    return StagePlan(where, entry, options, _width(stage, where, cfg, num_classes),
                      _positive(stage, "repeat", where, 1), _positive(stage, "stride", where, 1), downsample)
+
+
+def _check_channels(stages: list[StagePlan], channels: int) -> None:
+    """Ask each block schema that can (``check_channels``) whether its channels suit its options."""
+    for stage in stages:
+        schema = contract.schema_of(stage.entry, "blocks")
+        if schema is not None and callable(getattr(schema, "check_channels", None)):
+            try:
+                schema(**stage.options).check_channels(channels, stage.width)
+                if stage.repeat > 1:
+                    schema(**stage.options).check_channels(stage.width, stage.width)
+            except ValueError as exc:
+                raise HairlabError(f"{stage.where}: {exc}") from None
+        channels = stage.width
 
 
 def plan_model(model_cfg: Any, host: PluginHost, *, num_classes: int | None = None,
@@ -141,6 +174,7 @@ def plan_model(model_cfg: Any, host: PluginHost, *, num_classes: int | None = No
     classes = int(num_classes) if num_classes is not None else model_num_classes(data)
     shape = tuple(input_shape) if input_shape is not None else model_input_shape(data)
     stages = [_plan_stage(host, i, s, cfg, classes, i == len(cfg.stages) - 1) for i, s in enumerate(cfg.stages)]
+    _check_channels(stages, shape[0])
     head, head_options = contract.validate(host, "heads", cfg.head, where="model.head")
     return ModelPlan(cfg.name, shape, classes, cfg.downsample, cfg.pool_size,  # type: ignore[arg-type]
                      cfg.pool_stride or cfg.pool_size, stages, head, head_options)

@@ -1,6 +1,6 @@
 """The ``model`` config's schema: the keys the builder itself reads (stages and head aside).
 
-A stage is ``{block, width, repeat, stride, downsample}`` plus the options of its block (checked
+A stage is ``{block, width, repeat, stride, downsample, shrink}`` plus the options of its block (checked
 against that block's schema); the head is ``{name, ...options}`` (checked against the head's).
 """
 
@@ -13,7 +13,7 @@ from hairlab.contract.schema import opt
 
 DOWNSAMPLE = ("max_pool", "stride", "none")
 #: Keys of a stage that are the builder's, not the block's.
-STAGE_KEYS = ("block", "width", "repeat", "stride", "downsample")
+STAGE_KEYS = ("block", "width", "repeat", "stride", "downsample", "shrink")
 
 
 @dataclass
@@ -27,7 +27,10 @@ class ModelConfig:
     input_shape: Optional[list[int]] = opt(None, "[C, H, W] the model expects; a training run uses its "
                                                  "dataset's")
     num_classes: Optional[int] = opt(None, "classes; a training run uses its dataset's")
-    width_multiplier: float = opt(1.0, "scales every integer stage width (not 'num_classes')")
+    width_multiplier: float = opt(1.0, "scales every integer stage width (not 'num_classes'; a stage with "
+                                       "shrink: false only grows)")
+    width_divisor: Optional[int] = opt(None, "round scaled widths to a multiple of this (MobileNet's 8: never "
+                                             "below it, nor below 90% of the scaled width); null = nearest integer")
     batch_norm: Optional[bool] = opt(None, "given to every block that has a batch_norm option "
                                            "(false: conv biases instead); null = the blocks' own")
     block_defaults: dict[str, Any] = opt(help="options given to every block whose schema has the key",
@@ -44,6 +47,8 @@ class ModelConfig:
             raise ValueError("head is missing: set model.head.name=NAME (see `hairlab list heads`)")
         if not self.width_multiplier > 0:
             raise ValueError(f"width_multiplier={self.width_multiplier}: expected a number > 0")
+        if self.width_divisor is not None and self.width_divisor < 1:
+            raise ValueError(f"width_divisor={self.width_divisor}: expected an integer >= 1 or null")
         if self.pool_size < 1:
             raise ValueError(f"pool_size={self.pool_size}: expected an integer >= 1")
         if self.pool_stride is not None and self.pool_stride < 1:

@@ -18,14 +18,19 @@ def _pad(kernel_size: int, padding: int | None) -> int:
     return kernel_size // 2 if padding is None else padding
 
 
+#: Activations a block may use, by option value.
+ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6}
+
+
 def conv_norm_act(
     in_channels: int, out_channels: int, *, kernel_size: int, stride: int, padding: int | None,
-    groups: int, batch_norm: bool, prefix: str = "",
+    groups: int, batch_norm: bool, prefix: str = "", activation: str | None = "relu",
 ) -> list[tuple[str, nn.Module]]:
-    """Conv (+ BN) + ReLU as named layers; the conv has a bias only when no BN follows.
+    """Conv (+ BN) (+ activation) as named layers; the conv has a bias only when no BN follows.
 
     With BN the bias is redundant: the batch mean subtraction cancels it and BN's beta plays
-    its role (the paper's section 3.2), so it would be a dead parameter.
+    its role (the paper's section 3.2), so it would be a dead parameter. ``activation=None``
+    is a linear layer (MobileNetV2's projection).
     """
     conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
                      padding=_pad(kernel_size, padding), groups=groups, bias=not batch_norm)
@@ -33,18 +38,20 @@ def conv_norm_act(
     layers: list[tuple[str, nn.Module]] = [(names[0], conv)]
     if batch_norm:
         layers.append((names[1], nn.BatchNorm2d(out_channels)))
-    layers.append((names[2], nn.ReLU(inplace=True)))
+    if activation is not None:
+        layers.append((names[2], ACTIVATIONS[activation](inplace=True)))
     return layers
 
 
 class ConvBNReLU(nn.Sequential):
-    """Standard convolution, optional batch norm, ReLU."""
+    """Standard (or grouped) convolution, optional batch norm, ReLU (or ReLU6)."""
 
     def __init__(self, in_channels: int, out_channels: int, *, stride: int = 1, kernel_size: int = 3,
-                 padding: int | None = None, batch_norm: bool = True) -> None:
+                 padding: int | None = None, batch_norm: bool = True, groups: int = 1,
+                 activation: str = "relu") -> None:
         super().__init__(OrderedDict(conv_norm_act(
             in_channels, out_channels, kernel_size=kernel_size, stride=stride, padding=padding,
-            groups=1, batch_norm=batch_norm)))
+            groups=groups, batch_norm=batch_norm, activation=activation)))
 
 
 class DWSeparable(nn.Sequential):
@@ -57,6 +64,34 @@ class DWSeparable(nn.Sequential):
         layers += conv_norm_act(in_channels, out_channels, kernel_size=1, stride=1, padding=0,
                                 groups=1, batch_norm=batch_norm, prefix="pw")
         super().__init__(OrderedDict(layers))
+
+
+class InvertedResidual(nn.Sequential):
+    """MobileNetV2's block: 1x1 expansion, depthwise KxK, linear 1x1 projection, residual.
+
+    ``expand`` (skipped when ``expansion`` is 1, as in the paper's first bottleneck) widens to
+    ``round(in_channels * expansion)`` channels, ``dw`` filters them, ``project`` maps to
+    ``out_channels`` with no activation (a ReLU on the narrow output loses information, the
+    paper's argument). The input is added back when stride is 1 and the shapes match.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, stride: int = 1, expansion: float = 6,
+                 kernel_size: int = 3, batch_norm: bool = True, activation: str = "relu6") -> None:
+        hidden = round(in_channels * expansion)
+        layers: list[tuple[str, nn.Module]] = []
+        if expansion != 1:
+            layers += conv_norm_act(in_channels, hidden, kernel_size=1, stride=1, padding=0, groups=1,
+                                    batch_norm=batch_norm, prefix="expand", activation=activation)
+        layers += conv_norm_act(hidden, hidden, kernel_size=kernel_size, stride=stride, padding=None,
+                                groups=hidden, batch_norm=batch_norm, prefix="dw", activation=activation)
+        layers += conv_norm_act(hidden, out_channels, kernel_size=1, stride=1, padding=0, groups=1,
+                                batch_norm=batch_norm, prefix="project", activation=None)
+        super().__init__(OrderedDict(layers))
+        self.residual = stride == 1 and in_channels == out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        y = super().forward(x)
+        return x + y if self.residual else y
 
 
 class GlobalAvgPool(nn.Module):
