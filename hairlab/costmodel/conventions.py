@@ -13,7 +13,83 @@ from hairlab.costmodel.layers import Layer
 from hairlab.costmodel.target import Conventions
 
 _CONV = ("conv", "dwconv", "pwconv")
+_MATRIX = (*_CONV, "dense")
 _POOL = ("maxpool", "avgpool")
+#: Per-element ops of each layer kind a fused row can carry after its conv.
+_EPILOGUE = ("bn", "relu")
+
+
+def _follows(prev: Layer, nxt: Layer | None, kind: str) -> bool:
+    """``nxt`` is a ``kind`` row applied to ``prev``'s output (same size: element-wise on it)."""
+    return nxt is not None and nxt.kind == kind and nxt.in_elems == prev.out_elems
+
+
+def _sources(layer: Layer) -> list[str]:
+    return list(layer.attrs.get("sources", [layer.name]))
+
+
+def fold_bn(layers: list[Layer]) -> list[Layer]:
+    """A BN directly after a conv (or dense) layer is folded into it (Algorithm 2, step 10).
+
+    Inference BN is ``y = s * x + t`` per channel, with ``s = gamma / sqrt(Var[x] + eps)`` and
+    ``t = beta - s * E[x]``; applied to ``x = W * in + b`` it is ``(s * W) * in + (s * b + t)``:
+    the same layer with scaled weights and a bias. So the BN row (its pass over the map and its
+    parameters) disappears, and the conv gains one bias per output channel (if it had none) and
+    the bias add.
+    """
+    out: list[Layer] = []
+    i = 0
+    while i < len(layers):
+        cur = layers[i]
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        if cur.kind in _MATRIX and nxt is not None and _follows(cur, nxt, "bn"):
+            channels = int(cur.attrs.get("out_channels") or cur.out_elems)
+            folded = cur.copy(params=cur.params + (0 if cur.attrs.get("bias") else channels))
+            folded.attrs.update(bias=True, folded_bn=nxt.name, sources=[*_sources(cur), *_sources(nxt)])
+            out.append(folded)
+            i += 2
+            continue
+        out.append(cur)
+        i += 1
+    return out
+
+
+def fuse_conv_bn_relu(layers: list[Layer]) -> list[Layer]:
+    """A conv (or dense) layer, then a BN and/or a ReLU on its output, become one row of the conv's kind.
+
+    What a fused inference kernel does: the BN's scale and shift and the ReLU are applied to each
+    output as it leaves the conv (its epilogue), so the conv's output map and the BN's are never
+    written or read back. The row reads the conv's input, writes the last fused layer's output,
+    carries every fused layer's parameters and operations (``attrs["epilogue"]``), and runs on
+    the conv's unit.
+    """
+    out: list[Layer] = []
+    i = 0
+    while i < len(layers):
+        cur = layers[i]
+        if cur.kind not in _MATRIX:
+            out.append(cur)
+            i += 1
+            continue
+        epilogue: list[Layer] = []
+        j, last = i + 1, cur
+        for kind in _EPILOGUE:
+            nxt = layers[j] if j < len(layers) else None
+            if nxt is not None and _follows(last, nxt, kind):
+                epilogue.append(nxt)
+                last, j = nxt, j + 1
+        if not epilogue:
+            out.append(cur)
+            i += 1
+            continue
+        fused = cur.copy(out_elems=last.out_elems, out_shape=last.out_shape,
+                         params=cur.params + sum(e.params for e in epilogue),
+                         name="+".join([cur.name, *(e.name.rsplit(".", 1)[-1] for e in epilogue)]))
+        fused.attrs["epilogue"] = [e.kind for e in epilogue]
+        fused.attrs["sources"] = [*_sources(cur), *(s for e in epilogue for s in _sources(e))]
+        out.append(fused)
+        i = j
+    return out
 
 
 def fuse_bn_relu(layers: list[Layer]) -> list[Layer]:
@@ -53,7 +129,15 @@ def generic_labels(layers: list[Layer]) -> None:
     counts: dict[str, int] = {}
     for layer in layers:
         counts[layer.kind] = counts.get(layer.kind, 0) + 1
-        layer.label = f"{layer.kind}{counts[layer.kind]}"
+        layer.label = f"{layer.kind}{counts[layer.kind]}" + epilogue_suffix(layer, "bn_relu", "bn", "relu")
+
+
+def epilogue_suffix(layer: Layer, both: str, bn: str, relu: str) -> str:
+    """``+bn_relu`` (or ``+bn``, ``+relu``) for a fused row, in a labelling's own words; else ``""``."""
+    epilogue = layer.attrs.get("epilogue") or []
+    if not epilogue:
+        return ""
+    return "+" + (both if len(epilogue) == 2 else bn if epilogue == ["bn"] else relu)
 
 
 def apply(layers: list[Layer], conv: Conventions, label_rows: Callable[[list[Layer]], None] | None = None,
@@ -64,6 +148,10 @@ def apply(layers: list[Layer], conv: Conventions, label_rows: Callable[[list[Lay
     that the model does not execute), applied after the general rules, before labelling.
     """
     rows = [layer.copy() for layer in layers]
+    if conv.fold_bn:
+        rows = fold_bn(rows)
+    if conv.fuse_conv_bn_relu:
+        rows = fuse_conv_bn_relu(rows)
     if conv.fuse_bn_relu:
         rows = fuse_bn_relu(rows)
     if conv.append_softmax:
@@ -77,13 +165,13 @@ def apply(layers: list[Layer], conv: Conventions, label_rows: Callable[[list[Lay
 def count_ops(layer: Layer, conv: Conventions) -> float:
     """Operations of one row for one image, under the conventions."""
     kind = layer.kind
-    if kind in _CONV:
+    if kind in _MATRIX:
         macs = layer.macs
         if kind == "dwconv" and conv.depthwise_ops == "dense":
             macs = layer.macs * int(layer.attrs.get("groups", 1))  # each output sees every input channel
-        return 2.0 * macs + (layer.out_elems if layer.attrs.get("bias") else 0)
-    if kind == "dense":
-        return 2.0 * layer.macs + (layer.out_elems if layer.attrs.get("bias") else 0)
+        per_output = (1.0 if layer.attrs.get("bias") else 0.0) + sum(
+            conv.bn_ops if e == "bn" else conv.relu_ops for e in layer.attrs.get("epilogue") or [])
+        return 2.0 * macs + per_output * layer.out_elems
     if kind == "bn_relu":
         return (conv.bn_ops + conv.relu_ops) * layer.out_elems
     if kind == "bn":

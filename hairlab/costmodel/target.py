@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
 from hairlab.contract.schema import opt
 from hairlab.errors import HairlabError
@@ -24,6 +24,11 @@ MATRIX_KINDS = ("conv", "dwconv", "pwconv", "dense")
 LOCALITY = ("per_map", "working_set")
 INPUT_LOCATION = ("auto", "external", "internal")
 DEPTHWISE_OPS = ("grouped", "dense")
+#: The data types a target can be costed at, and the bytes of one element of each.
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1}
+DType = Literal["fp32", "bf16", "fp16", "int8"]
+#: The fusion conventions a target's options can switch (``TargetOptions``).
+FUSION_OPTIONS = ("fuse_conv_bn_relu", "fold_bn")
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,14 @@ class Conventions:
 
     #: Merge a BN followed by a ReLU into one ``bn_relu`` row (one pass over the map).
     fuse_bn_relu: bool = True
+    #: Merge a conv (or dense) layer and the BN and/or ReLU right after it into one row of the
+    #: conv's kind: one pass, the intermediate maps are never written (an inference runtime's or
+    #: an NPU's fused kernel). The BN/ReLU work is counted in the row and runs on the conv's unit.
+    fuse_conv_bn_relu: bool = False
+    #: Fold a BN that directly follows a conv (or dense) layer into its weights and bias (the
+    #: paper's Algorithm 2, step 10: ``y = gamma/sqrt(Var+eps) * x + (beta - gamma*E[x]/sqrt(Var+eps))``
+    #: is an affine map per channel): the BN row disappears, the conv gains a bias.
+    fold_bn: bool = False
     #: Generic operations per element. Inference BN folds to one scale and one shift (2);
     #: the paper's appendix counts 4 (subtract mean, divide by std, scale, shift).
     bn_ops: float = 2.0
@@ -86,13 +99,21 @@ class TargetOptions:
     batch_size: int = opt(1, "images per inference; latencies are reported per image")
     overlap: bool = opt(False, "time = max(transfer, compute) per layer (double-buffered maps) instead of the sum")
     double_buffer: Optional[bool] = opt(None, "null = same as overlap (halves the internal memory usable for maps)")
-    bytes_per_element: float = opt(4, "bytes of one activation or weight")
+    dtype: DType = opt("fp32", "data type of activations and weights (fp32, bf16, fp16, int8): picks the "
+                               "target's rates for that type and the bytes per element")
+    bytes_per_element: Optional[float] = opt(None, "bytes of one activation or weight; null = the dtype's size "
+                                                   "(fp32 4, bf16/fp16 2, int8 1)")
     input_size: Optional[Union[int, list[int]]] = opt(None, "null = the model's input_shape; or H, [H, W], [C, H, W]")
+    fuse_conv_bn_relu: bool = opt(False, "a conv (or dense) layer and the BN and/or ReLU after it are one row: one "
+                                         "pass, the intermediate maps never written (an inference runtime's fused "
+                                         "kernel)")
+    fold_bn: bool = opt(False, "fold each BN that follows a conv into the conv's weights (the paper's Algorithm 2, "
+                               "step 10): the BN row disappears, the conv gains a bias")
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size}: expected an integer >= 1")
-        require_positive(self, ("bytes_per_element",))
+        require_positive(self, ("bytes_per_element",), nullable=True)
 
 
 @dataclass(frozen=True)
@@ -145,6 +166,12 @@ class Target:
     input_size: tuple[int, int, int] | None = None
     mode: str = ""
     conventions: Conventions = field(default_factory=Conventions)
+    #: The data type of activations and weights (a key of :data:`DTYPE_BYTES`).
+    dtype: str = "fp32"
+    #: Peak ops/s per data type, ``{dtype: (matrix, generic)}``, for the types the target has
+    #: figures for (``matrix_flops``/``generic_flops`` are then ``dtype``'s); empty = the two
+    #: rates hold at every type (a target that states one figure).
+    dtype_rates: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     #: Where the numbers come from (datasheet, paper, calibration), for the report.
     notes: tuple[str, ...] = ()
     #: CPU threads the numbers describe (``--measure`` runs with as many); None = any.
@@ -163,6 +190,11 @@ class Target:
     layer_time: Callable[[Layer, int, float, float], tuple[float, float]] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        if self.dtype not in DTYPE_BYTES:
+            raise HairlabError(f"hardware.dtype={self.dtype!r} is unknown; choose one of {', '.join(DTYPE_BYTES)}")
+        if self.dtype_rates and self.dtype not in self.dtype_rates:
+            raise HairlabError(f"hardware.dtype={self.dtype}: target '{self.name}' has no {self.dtype} rate; "
+                               f"choose one of {', '.join(self.dtype_rates)}")
         positive = ("internal_memory", "bus_bandwidth", "matrix_flops", "generic_flops", "bytes_per_element")
         for key in positive:
             value = getattr(self, key)
@@ -189,6 +221,7 @@ class Target:
         return self.internal_memory / 2 if self.buffered else self.internal_memory
 
     def rate(self, kind: str) -> float:
+        """Ops/s of a layer kind at the target's data type (the engine's only rate lookup)."""
         if kind in self.kind_rates:
             return float(self.kind_rates[kind])
         return self.matrix_flops if kind in self.matrix_kinds else self.generic_flops
@@ -202,6 +235,14 @@ class Target:
         return "matrix" if kind in self.matrix_kinds else "generic"
 
     def with_options(self, **changes: Any) -> Target:
+        """A copy with ``changes``; a new ``dtype`` brings its rates and element size unless given."""
+        dtype = changes.get("dtype")
+        if dtype is not None and dtype != self.dtype:
+            if dtype in self.dtype_rates:
+                matrix, generic = self.dtype_rates[dtype]
+                changes.setdefault("matrix_flops", matrix)
+                changes.setdefault("generic_flops", generic)
+            changes.setdefault("bytes_per_element", DTYPE_BYTES.get(dtype, self.bytes_per_element))
         return replace(self, **changes)
 
     def assumptions(self) -> list[str]:
@@ -214,12 +255,23 @@ class Target:
         lines = []
         if self.mode:
             lines.append(f"mode: {self.mode}")
-        lines.append(f"data: {self.bytes_per_element:g} bytes per element (activations and weights)")
+        rates = (f"matrix {_ops(self.matrix_flops)}, generic {_ops(self.generic_flops)}"
+                 + (", own rates for " + ", ".join(self.kind_rates) if self.kind_rates else ""))
+        where = (f"the target's {self.dtype} figures" if self.dtype_rates
+                 else "one figure for every data type")
+        size = f"{self.bytes_per_element:g} byte{'' if self.bytes_per_element == 1 else 's'}"
+        lines.append(f"data type: {self.dtype}, {size} per element (activations and weights); "
+                     f"rates: {rates} ({where})")
         lines.append(f"batch: {self.batch_size} image(s); parameters stream from external memory once per batch")
+        fused = []
+        if conv.fold_bn:
+            fused.append("BN after a conv folded into its weights (the conv gains a bias; no BN row)")
+        if conv.fuse_conv_bn_relu:
+            fused.append(f"conv{'' if conv.fold_bn else '+BN'}+ReLU one row (one pass, intermediate maps "
+                         "never written)")
         if conv.fuse_bn_relu:
-            lines.append("fusion: BN+ReLU one row (one pass over the map)")
-        else:
-            lines.append("fusion: none (every layer reads and writes its maps)")
+            fused.append(f"{'other ' if conv.fold_bn or conv.fuse_conv_bn_relu else ''}BN+ReLU one row")
+        lines.append("fusion: " + ("; ".join(fused) if fused else "none (every layer reads and writes its maps)"))
         placement = {"per_map": "per map: a map is internal iff it fits on its own",
                      "working_set": "working set: a layer's internal input and output fit together"}
         lines.append(f"locality: {placement.get(conv.locality, conv.locality)} "
@@ -236,6 +288,13 @@ class Target:
             lines.append("time per row: the target's own model (fitted per layer kind and shape)")
         return lines
 
+
+def _ops(rate: float) -> str:
+    """``989 T ops/s``: a rate as people read a datasheet."""
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M")):
+        if rate >= scale:
+            return f"{rate / scale:.4g} {prefix} ops/s"
+    return f"{rate:.4g} ops/s"
 
 def parse_input_size(value: Any) -> tuple[int, int, int] | None:
     """``224``, ``[224, 224]``, ``[3, 224, 224]`` or None -> ``(C, H, W)`` (C=3 if omitted)."""
@@ -254,9 +313,21 @@ def parse_input_size(value: Any) -> tuple[int, int, int] | None:
     return (items[0], items[1], items[2])
 
 
-def common_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Pop the report options every target accepts (batch, overlap, bytes, input size)."""
+def common_options(options: dict[str, Any], conventions: Conventions | None = None) -> dict[str, Any]:
+    """Pop the :class:`TargetOptions` from ``options``: the keyword arguments :class:`Target` takes for them.
+
+    ``conventions`` are the target's own counting rules: the fusion options are applied to them
+    and returned as ``conventions``. A target that passes none cannot take fusion options.
+    """
     out: dict[str, Any] = {}
+    fusion: dict[str, Any] = {key: bool(options.pop(key)) for key in FUSION_OPTIONS if key in options}
+    if conventions is not None:
+        out["conventions"] = replace(conventions, **fusion)
+    elif any(fusion.values()):
+        on = ", ".join(f"hardware.{k}=true" for k, v in fusion.items() if v)
+        raise HairlabError(f"{on}: this target has no counting conventions to fuse; remove the option")
+    dtype = str(options.pop("dtype", "fp32"))
+    out["dtype"] = dtype
     if "batch_size" in options:
         out["batch_size"] = options.pop("batch_size")
     if "overlap" in options:
@@ -268,8 +339,8 @@ def common_options(options: dict[str, Any]) -> dict[str, Any]:
         out["overlap"] = bool(value)
     if "double_buffer" in options:
         out["double_buffer"] = options.pop("double_buffer")
-    if "bytes_per_element" in options:
-        out["bytes_per_element"] = options.pop("bytes_per_element")
+    given = options.pop("bytes_per_element", None)
+    out["bytes_per_element"] = DTYPE_BYTES.get(dtype, 4) if given is None else given
     if "input_size" in options:
         out["input_size"] = parse_input_size(options.pop("input_size"))
     return out

@@ -14,11 +14,11 @@ so loading the plugin stays cheap.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, ClassVar, Literal, Optional
 
 from hairlab import hookimpl
 from hairlab.contract.schema import opt
-from hairlab.costmodel.target import TargetOptions, require_positive
+from hairlab.costmodel.target import DType, TargetOptions, require_positive
 from hairlab.registry import Entry
 
 
@@ -52,6 +52,9 @@ class HostOptions(TargetOptions):
     threads: int = opt(1, "CPU threads the target describes (and --measure uses)")
     calibration: Literal["auto", "refresh"] = opt("auto", "auto: use the cache, measure if missing; refresh: "
                                                           "measure again")
+    time_model: Literal["fitted", "rates"] = opt(
+        "fitted", "fitted: each row from the calibration's per-kind model fitted on a sweep of shapes; rates: ops "
+                  "over one rate per kind plus a fixed cost (also used when any rate below is given)")
     internal_memory: Optional[float] = opt(None, "bytes; null = the cores' private L2 caches")
     bus_bandwidth: Optional[float] = opt(None, "bytes/s; null = measured copy bandwidth (beyond all caches)")
     matrix_flops: Optional[float] = opt(None, "dense layers (GEMM), ops/s; null = measured")
@@ -69,6 +72,8 @@ class HostOptions(TargetOptions):
         super().__post_init__()
         if self.threads < 1:
             raise ValueError(f"threads={self.threads}: expected an integer >= 1")
+        if self.dtype != "fp32":  # checked here, before a calibration could run
+            raise ValueError(f"dtype={self.dtype}: the host calibration measures fp32 kernels only; use fp32")
         require_positive(self, ("internal_memory", "bus_bandwidth", "matrix_flops", "conv_flops", "pwconv_flops",
                          "dwconv_flops", "generic_flops"), nullable=True)
         if self.layer_overhead_s is not None and self.layer_overhead_s < 0:
@@ -79,22 +84,39 @@ class HostOptions(TargetOptions):
 class H100SXMOptions(TargetOptions):
     """NVIDIA H100 SXM5 80GB, datasheet peaks: 3.35 TB/s HBM3, 50 MB L2, 989 TFLOPS BF16 dense, 67 TFLOPS FP32.
 
-    HBM is the external memory, L2 the internal one, tensor cores the matrix unit (so 2 bytes per
-    element), CUDA cores the generic unit; kernels overlap loads with arithmetic, and each layer
-    pays a kernel launch (about 4 us with CUDA graphs off).
+    HBM is the external memory, L2 the internal one, tensor cores the matrix unit, CUDA cores the
+    generic unit; kernels overlap loads with arithmetic, and each layer pays a kernel launch
+    (about 4 us with CUDA graphs off). Rates per data type: :attr:`DATASHEET_RATES`.
     """
+
+    #: NVIDIA H100 Tensor Core GPU datasheet, SXM column, ops/s per data type as
+    #: ``(matrix unit, generic unit)``. The datasheet prints tensor-core figures with 2:4
+    #: structured sparsity ("BF16 1,979 TFLOPS*, * with sparsity"); these are the dense ones,
+    #: half of those: BF16 and FP16 989 TFLOPS, INT8 1,979 TOPS. FP32 runs on the CUDA cores
+    #: (67 TFLOPS; TF32 on the tensor cores, 494 TFLOPS dense, is not assumed: give
+    #: ``matrix_flops=494e12`` for it). Element-wise work runs on the CUDA cores at the FP32
+    #: figure for every type: the datasheet gives no other, and such kernels compute in FP32.
+    DATASHEET_RATES: ClassVar[dict[str, tuple[float, float]]] = {
+        "fp32": (67.0e12, 67.0e12),
+        "bf16": (989.0e12, 67.0e12),
+        "fp16": (989.0e12, 67.0e12),
+        "int8": (1979.0e12, 67.0e12),
+    }
 
     internal_memory: float = opt(50.0e6, "L2, bytes")
     bus_bandwidth: float = opt(3.35e12, "HBM3, bytes/s")
-    matrix_flops: float = opt(989.0e12, "tensor cores, dense BF16/FP16, ops/s")
-    generic_flops: float = opt(67.0e12, "CUDA cores, FP32, ops/s")
+    dtype: DType = opt("bf16", "fp32 | bf16 | fp16 | int8: the datasheet's dense rate for that type (bf16 "
+                               "and fp16 989e12, int8 1979e12 on the tensor cores; fp32 67e12 on the CUDA "
+                               "cores) and its element size")
+    matrix_flops: Optional[float] = opt(None, "tensor cores, ops/s; null = the datasheet's dense figure for dtype")
+    generic_flops: Optional[float] = opt(None, "CUDA cores, ops/s; null = the datasheet's 67e12 (FP32)")
     layer_overhead_s: float = opt(4.0e-6, "one kernel launch per layer, seconds")
     overlap: bool = opt(True, "kernels overlap loads with arithmetic: time = max(transfer, compute)")
-    bytes_per_element: float = opt(2, "BF16/FP16 on the tensor cores")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require_positive(self, ("internal_memory", "bus_bandwidth", "matrix_flops", "generic_flops"))
+        require_positive(self, ("internal_memory", "bus_bandwidth"))
+        require_positive(self, ("matrix_flops", "generic_flops"), nullable=True)
         if self.layer_overhead_s < 0:
             raise ValueError(f"layer_overhead_s={self.layer_overhead_s}: expected a number >= 0")
 
@@ -108,7 +130,8 @@ def _paper2012(**options: Any) -> Any:
 def _h100_sxm(**options: Any) -> Any:
     from hairlab_plugins.hardware.datasheet import datasheet
 
-    return datasheet("h100_sxm", H100SXMOptions.__doc__.splitlines()[0], **options)  # type: ignore[union-attr]
+    return datasheet("h100_sxm", H100SXMOptions.__doc__.splitlines()[0],  # type: ignore[union-attr]
+                     H100SXMOptions.DATASHEET_RATES, **options)
 
 
 def _host(**options: Any) -> Any:
@@ -128,7 +151,7 @@ def hairlab_hardware() -> list[Entry]:
               "This machine's CPU: GEMM, element-wise and memory rates measured with torch, cached.\n"
               "Pair with `hw-report --measure` to see prediction error per layer.", HostOptions),
         Entry("h100_sxm", _h100_sxm,
-              "NVIDIA H100 SXM5 from its datasheet: 3.35 TB/s HBM3, 50 MB L2, 989 TFLOPS BF16, "
-              "67 TFLOPS FP32.\n"
+              "NVIDIA H100 SXM5 from its datasheet: 3.35 TB/s HBM3, 50 MB L2, dense tensor cores 989 TFLOPS "
+              "BF16/FP16, 1979 TOPS INT8, 67 TFLOPS FP32 (hardware.dtype, default bf16).\n"
               "Peak figures, not measured: a lower bound on real latency.", H100SXMOptions),
     ]

@@ -1,21 +1,21 @@
 """This machine's CPU as a target, from a cached torch calibration.
 
-A CPU is modelled like the paper's accelerator, with measured numbers: "internal memory" is
-the cores' private (L2) caches, the "bus" is the measured bandwidth of a copy too big for any
-cache, convolutions run at
-the measured convolution rate (depthwise ones at their own, much lower, measured rate), dense
-layers at the measured GEMM rate, everything else at the measured element-wise rate, and every
-layer pays the measured module-call overhead. Transfer and compute are summed per layer
-(``overlap: false``): torch's CPU kernels do not hide streaming from L3/DRAM behind their
-arithmetic, and the sum predicted this machine better than the max (docs/hw-report.md).
-``threads`` defaults to 1: on a shared machine, multi-threaded timings of small layers are
-dominated by waiting for a busy core.
+Each row's time comes from the calibration's fitted per-kind model
+(:mod:`hairlab.costmodel.hostfit`, through ``Target.layer_time``): a fixed cost plus terms in
+the layer's MACs, outputs, inputs, weights and cache spill, fitted to layers of a sweep of
+shapes timed in place. The rate-based fields stay filled with measured figures, for the
+roofline and summaries and for ``time_model: rates``: "internal memory" is the cores' private
+(L2) caches, the "bus" the copy bandwidth of a written buffer beyond the last-level cache, each
+kind's rate its sustained ops/s over the sweep, each kind's fixed cost the fit's intercept.
+Transfer and compute are summed per layer (``overlap: false``): torch's CPU kernels do not hide
+streaming behind arithmetic. ``threads`` defaults to 1 (a separate calibration per count).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from hairlab.costmodel.hostfit import HostTime
 from hairlab.costmodel.target import Conventions, Target, common_options
 from hairlab.errors import HairlabError
 
@@ -31,8 +31,9 @@ def host(**options: Any) -> Target:
     options = dict(options)  # checked by the contract against HostOptions
     threads = int(options.pop("threads", 1))
     mode = str(options.pop("calibration", "auto"))
+    time_model = str(options.pop("time_model", "fitted"))
     options.setdefault("overlap", False)
-    common = common_options(options)
+    common = common_options(options, HOST)  # (HOST + the fusion options: the target's conventions)
     rate_keys = ("internal_memory", "bus_bandwidth", "matrix_flops", "conv_flops", "pwconv_flops",
                  "dwconv_flops", "generic_flops", "layer_overhead_s")
     given = {k: options.pop(k, None) for k in rate_keys}
@@ -56,8 +57,14 @@ def host(**options: Any) -> Target:
         "bn": cal["bn_flops"], "relu": cal["relu_flops"], "maxpool": cal["pool_flops"],
         "avgpool": cal["pool_flops"],
     }
+    # A rate given on the command line means the rate model: the fit would ignore it.
+    overridden = any(v is not None for v in given.values())
+    fitted = cal.get("fit") if time_model == "fitted" and not overridden else None
+    layer_time = HostTime(fitted, caches) if fitted else None
+    rates.update({k: float(v) for k, v in (cal.get("rates") or {}).items()
+                  if k not in rates and k not in ("dense",)})
     return Target(
-        name="host", mode=f"calibrated, {cal['threads']} thread(s)",
+        name="host", mode=f"calibrated, {cal['threads']} thread(s), {'fitted per kind' if fitted else 'rates'}",
         description=f"{cal['cpu']} ({cal['threads']} thread(s), torch {cal['torch']})",
         internal_memory=pick("internal_memory", private),
         bus_bandwidth=pick("bus_bandwidth", cal["bandwidth"]),
@@ -65,7 +72,9 @@ def host(**options: Any) -> Target:
         generic_flops=pick("generic_flops", cal["generic_flops"]),
         layer_overhead_s=pick("layer_overhead_s", cal["layer_overhead_s"]),
         kind_rates=rates, kind_overheads=dict(cal.get("kind_overhead_s") or {}),
-        conventions=HOST, threads=cal["threads"],
+        threads=cal["threads"], layer_time=layer_time,
+        # The calibration measures fp32 kernels only: another hardware.dtype is a one-line error.
+        dtype_rates={"fp32": (pick("matrix_flops", cal["gemm_flops"]), pick("generic_flops", cal["generic_flops"]))},
         notes=(f"calibration {cal.get('measured_at', '?')} (load average {_load(cal.get('loadavg'))}), "
                f"cache: {cal.get('cache_file', '-')}",),
         **common,

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hairlab.costmodel.conventions import epilogue_suffix
 from hairlab.costmodel.layers import Layer
 from hairlab.costmodel.target import Conventions, Reference, Target, common_options
 
@@ -44,11 +45,13 @@ def paper2012(*, mode: str, internal_memory: float, bus_bandwidth: float, matrix
     """The target from options already checked against ``Paper2012Options`` (the one definition).
 
     ``generic_flops`` null means what the mode implies; ``report`` are the options every
-    target shares (batch size, overlap, bytes per element, input size).
+    target shares (batch size, overlap, data type, bytes per element, input size, fusion). The
+    paper states one rate per unit, whatever the data type: every dtype runs at it (a narrower
+    type only moves fewer bytes).
     """
     if generic_flops is None:
         generic_flops = APPENDIX_GENERIC_FLOPS if mode == "faithful" else STATED_GENERIC_FLOPS
-    notes = ("Section 5: 1 GB/s bus, 1 MB internal memory, 1 TFLOPS matrix, 10 GFLOPS generic (stated)",)
+    notes: tuple[str, ...] = ("Section 5: 1 GB/s bus, 1 MB internal memory, 1 TFLOPS matrix, 10 GFLOPS generic (stated)",)
     if mode == "faithful":
         notes += ("faithful: the appendix's rules (1 GFLOPS generic, depthwise counted as dense, "
                   "per-map locality, duplicated pools); see docs/paper-errata.md",)
@@ -58,10 +61,9 @@ def paper2012(*, mode: str, internal_memory: float, bus_bandwidth: float, matrix
         internal_memory=float(internal_memory), bus_bandwidth=float(bus_bandwidth),
         matrix_flops=float(matrix_flops), generic_flops=float(generic_flops),
         layer_overhead_s=float(layer_overhead_s),
-        conventions=FAITHFUL if mode == "faithful" else CORRECTED,
         notes=notes, reference=APPENDIX_REFERENCE, label_rows=appendix_labels,
         row_rules=(pool_before_gap, duplicate_interstage_pools) if mode == "faithful" else (),
-        **common_options(dict(report)),
+        **common_options(dict(report), FAITHFUL if mode == "faithful" else CORRECTED),
     )
 
 
@@ -110,26 +112,29 @@ def appendix_labels(layers: list[Layer]) -> None:
     """Label rows the way the appendix does (``dwise_conv0``, ``BN_RELU0_2``...).
 
     The block index restarts after each pool; a BN row takes its label from the conv before it.
+    A conv row that fused the BN/ReLU after it (``fuse_conv_bn_relu``) is labelled with both
+    names, ``pointwise_conv0+BN_RELU0_2``.
     """
     block, last_conv = 0, None
+
+    def after_conv(base: str) -> str:
+        return f"{base}{block}" if last_conv == "dw" else f"{base}{block}_2" if last_conv == "pw" else base
+
     for layer in layers:
         kind = layer.kind
         if kind in _POOL:
             layer.label, block, last_conv = "max_pool" if kind == "maxpool" else "avg_pool", 0, None
-        elif kind == "dwconv":
-            layer.label, last_conv = f"dwise_conv{block}", "dw"
-        elif kind == "pwconv":
-            layer.label, last_conv = f"pointwise_conv{block}", "pw"
-        elif kind == "conv":
-            layer.label, last_conv = "conv2D", "conv"
+        elif kind in _CONV:
+            layer.label, last_conv = {"dwconv": (f"dwise_conv{block}", "dw"),
+                                      "pwconv": (f"pointwise_conv{block}", "pw"),
+                                      "conv": ("conv2D", "conv")}[kind]
+            suffix = epilogue_suffix(layer, "BN_RELU", "BN", "RELU")
+            if suffix:
+                layer.label += "+" + after_conv(suffix[1:])
+                if "relu" in layer.attrs["epilogue"] and last_conv == "pw":
+                    block, last_conv = block + 1, None
         elif kind in ("bn_relu", "bn", "relu"):
-            base = {"bn_relu": "BN_RELU", "bn": "BN", "relu": "RELU"}[kind]
-            if last_conv == "dw":
-                layer.label = f"{base}{block}"
-            elif last_conv == "pw":
-                layer.label = f"{base}{block}_2"
-            else:
-                layer.label = base
+            layer.label = after_conv({"bn_relu": "BN_RELU", "bn": "BN", "relu": "RELU"}[kind])
             if kind != "bn" and last_conv == "pw":
                 block += 1
                 last_conv = None
