@@ -15,7 +15,7 @@ from hairlab.tracking.base import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
-TIMING = {"time", "time/epoch_s", "throughput/img_s"}
+TIMING = {"time", "time/epoch_s", "time/train_s", "time/total_s", "throughput/img_s"}
 SMOKE = ["model=hairnet_cifar", "model.width_multiplier=0.25", "dataset=synthetic", "dataset.num_train=256",
          "dataset.num_test=64", "trainer.batch_size=32", "trainer.epochs=3", "trainer.progress=false",
          "tracking=local", "hw_targets=[]", "seed=5"]

@@ -28,7 +28,7 @@ TINY_MODEL = {
 }
 SYNTH = {"name": "synthetic", "num_classes": 4, "image_size": 16, "num_train": 96, "num_test": 40,
          "noise": 24.0, "crop_padding": 0, "hflip": False}
-TIMING = {"time", "time/epoch_s", "throughput/img_s"}
+TIMING = {"time", "time/epoch_s", "time/train_s", "time/total_s", "throughput/img_s"}
 
 
 def make_cfg(tmp: Path, **trainer: Any) -> Any:

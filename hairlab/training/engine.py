@@ -16,6 +16,11 @@ loss, the logged ``train/loss`` and the summary line of that point are the same 
 
 At each curve point the engine keeps ``best.pt`` by the run's selection metric (``val/acc``
 with a val split, else ``test/acc``) and asks the early stopper whether to end the run there.
+
+With ``trainer.ema`` every evaluation (curve points, the final test, best.pt, the logged model)
+uses the averaged weights (:mod:`hairlab.training.averaging`); with ``trainer.max_minutes`` the
+run trains until its training-time budget ends and the schedule follows the budget's share used
+(:mod:`hairlab.training.budget`).
 """
 
 from __future__ import annotations
@@ -29,7 +34,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hairlab.errors import HairlabError, TrainingDiverged
+from hairlab.training import budget as budget_module
 from hairlab.training import checkpoint as ckpt
+from hairlab.training import tta
+from hairlab.training.averaging import WeightAverage
+from hairlab.training.budget import Budget
 from hairlab.training.config import EngineConfig
 from hairlab.training.distributed import World, all_sum, wrap
 from hairlab.training.early_stop import EarlyStopping, direction
@@ -77,6 +86,8 @@ class Engine:
         self.model.to(device=device, memory_format=self.memory_format)
         self.world = world or World()
         self.train_model = wrap(self.model, self.world, device)  # DDP under torchrun, else the model
+        if cfg.compile:
+            self.train_model = torch.compile(self.train_model)
         self.generator = torch.Generator().manual_seed(seed)
         self.dtype = amp_dtype(cfg.amp, device)
         self.scaler = torch.amp.GradScaler(device.type) if self.dtype == torch.float16 else None
@@ -85,26 +96,43 @@ class Engine:
         self.progress = progress or EpochProgress(False)
         self.on_epoch_end = on_epoch_end
         self._takes_format = _accepts(data.train_batches, "memory_format")
+        self.step = 0
+        self.epoch = 0  # before _epoch_len: an epoch-aware data module is asked for epoch 1's batches
         self.steps_per_epoch = self._epoch_len()
         if self.steps_per_epoch < 1:
             raise HairlabError("the training split is empty; check dataset.train_size and dataset.val_size")
-        self.total_steps, self.ends_by = run_length(cfg.epochs, cfg.max_steps, self.steps_per_epoch)
-        self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        self.total_steps, self.ends_by = run_length(cfg.epochs, cfg.max_steps, self.steps_per_epoch,
+                                                    cfg.max_minutes)
+        #: False when only the time budget ends the run (its step count is unknown in advance).
+        self.bounded = self.total_steps < UNBOUNDED
+        self.epochs = math.ceil(self.total_steps / self.steps_per_epoch) if self.bounded else 0
+        self.budget = Budget(cfg.max_minutes)
         self.scheduler = make_scheduler(optimizer, {"schedule": cfg.schedule, "warmup": cfg.warmup,
-                                                    "min_lr_ratio": cfg.min_lr_ratio}, self.total_steps)
+                                                    "min_lr_ratio": cfg.min_lr_ratio}, self.total_steps,
+                                        self.progress_at if cfg.max_minutes is not None else None)
+        self.averager = WeightAverage(self.model, cfg.averaging) if cfg.averaging is not None else None
         self.eval_split = self._eval_split()
         #: The metric that ranks this run (and picks best.pt): the evaluated split's accuracy.
         self.selection_metric = f"{self.eval_split}/acc" if self.eval_split else None
         self.stopper = self._stopper()
         self.best: dict[str, Any] | None = None  # metric, value, step of best.pt
         self.stop_reason: str | None = None
-        self.step = 0
-        self.epoch = 0
         self.history: list[dict[str, float]] = []
         self._finite_loss: float | None = None
         self._eval_s = 0.0
 
     # -- setup helpers ---------------------------------------------------------------------------
+    def progress_at(self, step: int) -> float:
+        """The run's progress after ``step`` steps, in [0, 1]: the larger of the time budget's share used
+        and the share of the step limit, so the schedule ends where the run ends, whichever ends it."""
+        steps = min(step / self.total_steps, 1.0) if self.bounded else 0.0
+        return max(self.budget.fraction(), steps)
+
+    @property
+    def eval_model(self) -> Any:
+        """The model every evaluation uses: the weight average under ``trainer.ema``, else the model."""
+        return self.averager.model(self.model) if self.averager is not None else self.model
+
     def _epoch_len(self) -> int:
         """Batches per training epoch, as the data module will yield them."""
         try:
@@ -158,6 +186,8 @@ class Engine:
         if self._takes_format:
             kw["memory_format"] = self.memory_format
         if train:
+            if _accepts(self.data.train_batches, "epoch"):  # epoch-aware augmentation (alternating flip)
+                kw["epoch"] = max(self.epoch, 1)
             return self.data.train_batches(batch_size, generator=self.generator, **kw)
         return self.data.eval_batches(split, batch_size, **kw)
 
@@ -170,6 +200,8 @@ class Engine:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": ckpt.rng_state(self.generator), "history": self.history,
             "total_steps": self.total_steps, "stop_reason": self.stop_reason,
+            "ema": self.averager.state_dict() if self.averager is not None else None,
+            "budget": self.budget.state(),
         }
 
     def restore(self, path: Path) -> None:
@@ -185,6 +217,12 @@ class Engine:
             first = str(exc).strip().splitlines()[0]
             raise HairlabError(f"checkpoint {path} does not fit this model/optimizer ({first}); "
                                "resume with the same model and optimizer config") from None
+        if self.averager is not None:
+            if not state.get("ema"):
+                raise HairlabError(f"checkpoint {path} holds no weight average; resume with the run's own "
+                                   "trainer.ema (null here)")
+            self.averager.load_state_dict(state["ema"])
+        self.budget.restore(state.get("budget"))
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -222,7 +260,8 @@ class Engine:
         if not self._keeps("best") or self.checkpoint_dir is None or not self.world.main:
             return
         ckpt.save(self.checkpoint_dir / ckpt.BEST, {"epoch": self.epoch, "step": self.step,
-                                                    "model": self.model.state_dict(), "best": dict(self.best or {})})
+                                                    "model": self.eval_model.state_dict(),  # the averaged ones
+                                                    "best": dict(self.best or {})})
 
     @property
     def best_path(self) -> str | None:
@@ -251,8 +290,9 @@ class Engine:
         if self.selection_metric is not None:
             self.tracker.set_tags({SELECTION_TAG: self.selection_metric})
         plan = getattr(self.progress, "plan", None)  # the job's ETA, where the progress display has one
-        if callable(plan):
+        if callable(plan) and self.bounded:
             plan(self.total_steps, self.step)
+        self.budget.total.start()
         try:
             while self.step < self.total_steps and self.stop_reason is None:
                 self.epoch += 1
@@ -261,11 +301,14 @@ class Engine:
                 if self.on_epoch_end is not None:
                     self.on_epoch_end(self.epoch)
             if self.stop_reason is not None:
-                self.progress.summary(f"stopped at step {self.step} of {self.total_steps}: {self.stop_reason}")
+                of = f" of {self.total_steps}" if self.bounded else ""
+                self.progress.summary(f"stopped at step {self.step}{of}: {self.stop_reason} "
+                                      f"({self.budget.train.elapsed():.1f} s of training)")
             if self.cfg.final_test and self.eval_split == "val" and self.data.num_examples("test"):
                 loss, acc = self.evaluate("test")
-                metrics = {**metrics, "test/loss": loss, "test/acc": acc}
-                self.tracker.log_metrics({"test/loss": loss, "test/acc": acc}, step=self.step)
+                final = {"test/loss": loss, "test/acc": acc, "time/total_s": self.budget.total.elapsed()}
+                metrics = {**metrics, **final}
+                self.tracker.log_metrics(final, step=self.step)
                 self._check_eval("test/loss", loss)
         except TrainingDiverged as exc:
             self.progress.stop()
@@ -287,6 +330,7 @@ class Engine:
         cfg = self.cfg
         self.train_model.train()
         budget = min(self.steps_per_epoch, self.total_steps - self.step)
+        self.budget.train.start()  # the budget's clock: training only, evaluations excluded
         batches = self._batches("train", cfg.batch_size, train=True)
         losses: list[Any] = []
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
@@ -310,7 +354,11 @@ class Engine:
             seen += full
             done += 1
             self.step += 1
-            point = cfg.eval_every is not None and self.step % cfg.eval_every == 0 and done < budget
+            if self.averager is not None:
+                self.averager.update(self.model, self.step, self.progress_at)
+            out_of_time = self.budget.spent()
+            point = (cfg.eval_every is not None and self.step % cfg.eval_every == 0 and done < budget
+                     and not out_of_time)
             if done % cfg.log_every == 0 or done == budget or point:
                 loss_sum, last_finite = self._drain(losses, loss_sum, last_finite, self.step - len(losses))
                 losses = []
@@ -323,11 +371,16 @@ class Engine:
             if point:
                 self._point(window, loss_sum, done, hits, seen)
                 if self.stop_reason is not None:  # early stop at this point: the epoch ends here
+                    self.budget.train.stop()
                     self.progress.stop()
                     self._finite_loss = last_finite
                     return self.history[-1]
+            if out_of_time:  # the budget ended: this step closes the epoch, whose point follows
+                self.stop_reason = budget_module.STOP_REASON
+                break
         if losses:
             loss_sum, last_finite = self._drain(losses, loss_sum, last_finite, self.step - len(losses))
+        self.budget.train.stop()
         train_s = time.perf_counter() - start - self._eval_s
         self.progress.stop()
         self._finite_loss = last_finite
@@ -380,14 +433,16 @@ class Engine:
         """The epoch's evaluation, its logged point, the divergence check, its verdict and summary line."""
         self._evaluate_into(metrics)
         metrics["time/epoch_s"] = time.perf_counter() - start
+        metrics.update(self._clocks())
         self.tracker.log_metrics(metrics, step=self.step)
         if self.eval_split is not None:
             self._check_eval(f"{self.eval_split}/loss", metrics[f"{self.eval_split}/loss"])
         metrics["step"] = float(self.step)
         self.history.append(metrics)
         self._judge(metrics)
+        of = f"/{self.epochs}" if self.bounded else ""
         self.progress.summary(
-            f"epoch {self.epoch}/{self.epochs}  step {self.step}  {self._figures(metrics, since)}  "
+            f"epoch {self.epoch}{of}  step {self.step}  {self._figures(metrics, since)}  "
             f"{metrics['throughput/img_s']:,.0f} img/s  {metrics['time/epoch_s']:.1f} s")
         return metrics
 
@@ -412,16 +467,24 @@ class Engine:
                    **self._window_metrics(window, loss_sum, steps, correct, seen),
                    "throughput/img_s": images / train_s if train_s > 0 else 0.0}
         began = time.perf_counter()
+        self.budget.train.stop()
         self._evaluate_into(metrics)
+        metrics.update(self._clocks())
+        self.budget.train.start()
         self.tracker.log_metrics(metrics, step=self.step)
         row = {**metrics, "step": float(self.step)}
         self.history.append(row)
         if self.eval_split is not None:
             self._check_eval(f"{self.eval_split}/loss", metrics[f"{self.eval_split}/loss"])
         self._judge(row)
-        self.progress.summary(f"step {self.step}/{self.total_steps}  {self._figures(metrics, since)}")
+        of = f"/{self.total_steps}" if self.bounded else ""
+        self.progress.summary(f"step {self.step}{of}  {self._figures(metrics, since)}")
         window["start"] = time.perf_counter()  # evaluation time is not training time
         self._eval_s += window["start"] - began
+
+    def _clocks(self) -> dict[str, float]:
+        """Training seconds so far (the budget's clock) and the fit's wall seconds with evaluations."""
+        return {"time/train_s": self.budget.train.elapsed(), "time/total_s": self.budget.total.elapsed()}
 
     def _count(self, correct: Any) -> int:
         """Correct predictions so far, over every rank."""
@@ -452,9 +515,9 @@ class Engine:
             raise TrainingDiverged(self.step, self._finite_loss)
 
     def evaluate(self, split: str) -> tuple[float, float]:
-        """Mean cross-entropy (without label smoothing) and accuracy on ``split``."""
+        """Mean cross-entropy (without label smoothing) and accuracy on ``split``, by :attr:`eval_model`."""
         torch = self.torch
-        model = self.model
+        model = self.eval_model
         model.eval()
         batch = self.cfg.eval_batch_size or 2 * self.cfg.batch_size
         # loss sum, correct count, example count; summed over the ranks, each of which
@@ -466,25 +529,31 @@ class Engine:
                 x, y = self.world.shard(x.contiguous(memory_format=self.memory_format), y)
                 if y.shape[0] == 0:
                     continue
-                logits = model(x).float()
-                if self.cfg.tta_flip:
-                    logits = (logits + model(x.flip(3)).float()) / 2
+                logits = tta.predict(model, x, self.cfg.tta)  # trainer.tta (hairlab/training/tta.py)
                 totals[0] += torch.nn.functional.cross_entropy(logits, y, reduction="sum")
                 totals[1] += (logits.argmax(1) == y).sum()
                 totals[2] += y.shape[0]
-        model.train()
+        self.model.train()
         total_loss, correct, n = all_sum(totals, self.world).tolist()
         if n == 0:
             return float("nan"), float("nan")
         return total_loss / n, int(correct) / n
 
 
-def run_length(epochs: int | None, max_steps: int | None, steps_per_epoch: int) -> tuple[int, str]:
+#: The step count of a run only its time budget ends.
+UNBOUNDED = 2**62
+
+
+def run_length(epochs: int | None, max_steps: int | None, steps_per_epoch: int,
+               max_minutes: float | None = None) -> tuple[int, str]:
     """Optimizer steps in all, and which setting decides them (the run's normal stop reason).
 
     Lightning's rule: ``max_steps`` alone decides; ``epochs`` alone decides (1 when neither is
-    given); with both, whichever ends first.
+    given); with both, whichever ends first. A time budget alone leaves the steps unbounded
+    (:data:`UNBOUNDED`); with either of the others it may still end the run first.
     """
+    if max_minutes is not None and epochs is None and max_steps is None:
+        return UNBOUNDED, budget_module.STOP_REASON
     if max_steps is None:
         return (epochs or 1) * steps_per_epoch, "epochs"
     if epochs is None or max_steps <= epochs * steps_per_epoch:
