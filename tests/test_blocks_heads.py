@@ -20,7 +20,7 @@ def head(name: str, *args, **kwargs):
 
 
 def test_entries_registered_with_schemas() -> None:
-    for kind, names in {"blocks": ["conv_bn_relu", "dw_separable", "conv_relu"],
+    for kind, names in {"blocks": ["conv_bn_relu", "dw_separable", "conv_relu", "inverted_residual"],
                         "heads": ["gap", "dense", "mlp"]}.items():
         for name in names:
             entry = registry(kind).get(name)
@@ -91,3 +91,39 @@ def test_mlp_head_is_alexnets_classifier() -> None:
     h = head("mlp", 256, 1000)
     assert count_parameters(h) == 58_631_144  # the paper's "roughly 58.63 million"
     assert h.eval()(torch.randn(1, 256, 13, 13)).shape == (1, 1000)
+
+
+def test_inverted_residual_is_mobilenet_v2s_bottleneck() -> None:
+    m = block("inverted_residual", 24, 24)
+    names = [name for name, _ in m.named_children()]
+    assert names == ["expand", "expand_bn", "expand_relu", "dw", "dw_bn", "dw_relu", "project", "project_bn"]
+    assert isinstance(m.expand_relu, nn.ReLU6) and isinstance(m.dw_relu, nn.ReLU6)  # the projection is linear
+    assert m.dw.groups == 144 and m.dw.kernel_size == (3, 3) and m.project.kernel_size == (1, 1)
+    assert count_parameters(m) == 24 * 144 + 2 * 144 + 9 * 144 + 2 * 144 + 144 * 24 + 2 * 24
+    x = torch.randn(2, 24, 8, 8)
+    assert m.residual and m(x).shape == x.shape
+    m.eval()
+    with torch.no_grad():  # the input is added back: zeroing the projection's BN leaves the input
+        m.project_bn.weight.zero_()
+        m.project_bn.bias.zero_()
+        assert torch.allclose(m(x), x)
+
+
+def test_inverted_residual_without_expansion_or_residual() -> None:
+    m = block("inverted_residual", 32, 16, expansion=1)
+    assert not hasattr(m, "expand") and m.dw.groups == 32 and not m.residual
+    strided = block("inverted_residual", 16, 16, stride=2)
+    assert not strided.residual and strided(torch.randn(1, 16, 8, 8)).shape == (1, 16, 4, 4)
+    with pytest.raises(HairlabError, match=r"expansion=0.0: expected a number > 0"):
+        block("inverted_residual", 16, 16, expansion=0)
+
+
+def test_groups_and_relu6_on_the_plain_conv_blocks() -> None:
+    m = block("conv_relu", 96, 256, kernel_size=5, groups=2)
+    assert m.conv.groups == 2 and count_parameters(m) == 48 * 256 * 25 + 256  # AlexNet's conv2, one tower each
+    g = block("conv_bn_relu", 32, 64, groups=4, activation="relu6")
+    assert g.conv.groups == 4 and isinstance(g.relu, nn.ReLU6)
+    with pytest.raises(HairlabError, match=r"groups=0: expected an integer >= 1"):
+        block("conv_relu", 8, 8, groups=0)
+    with pytest.raises(HairlabError, match=r"activation='gelu'"):
+        block("conv_bn_relu", 8, 8, activation="gelu")
