@@ -38,12 +38,13 @@ from hairlab.training import budget as budget_module
 from hairlab.training import checkpoint as ckpt
 from hairlab.training import tta
 from hairlab.training.averaging import WeightAverage
+from hairlab.training.batch_init import init_from_first_batch
 from hairlab.training.budget import Budget
 from hairlab.training.config import EngineConfig
 from hairlab.training.distributed import World, all_sum, wrap
 from hairlab.training.early_stop import EarlyStopping, direction
 from hairlab.training.progress import EpochProgress
-from hairlab.training.runtime import amp_dtype
+from hairlab.training.runtime import amp_choice
 from hairlab.training.schedules import make_scheduler
 
 if TYPE_CHECKING:
@@ -89,7 +90,8 @@ class Engine:
         if cfg.compile:
             self.train_model = torch.compile(self.train_model)
         self.generator = torch.Generator().manual_seed(seed)
-        self.dtype = amp_dtype(cfg.amp, device)
+        #: autocast dtype (None = float32), its name (fp32|bf16|fp16) and why (tags, the job's first line)
+        self.dtype, self.amp_name, self.amp_why = amp_choice(cfg.amp, device)
         self.scaler = torch.amp.GradScaler(device.type) if self.dtype == torch.float16 else None
         self.criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.checkpoint_dir = checkpoint_dir
@@ -293,6 +295,9 @@ class Engine:
         if callable(plan) and self.bounded:
             plan(self.total_steps, self.step)
         self.budget.total.start()
+        if self.step == 0:  # fresh runs only: a resumed run's weights come from its checkpoint
+            init_from_first_batch(self.model, lambda: self._batches("train", self.cfg.batch_size, train=True),
+                                  self.generator)  # modules' init_from_batch hooks (docs/plugins.md)
         try:
             while self.step < self.total_steps and self.stop_reason is None:
                 self.epoch += 1

@@ -32,21 +32,55 @@ def job_dir(tracker: Any) -> Path:
         return Path(directory)
 
 
-def build_optimizer(model: Any, optimizer_cfg: Any, host: PluginHost, decay_norm_and_bias: bool = False) -> Any:
+def parameter_roles(model: Any) -> list[tuple[Any, str]]:
+    """Each trainable parameter once, in ``model.parameters()`` order, with its role: ``bias`` (any
+    module's bias, BN's shift included), ``norm`` (a normalization layer's scale), ``vector``
+    (another 1-d parameter) or ``weight`` (everything else: conv and dense kernels)."""
+    import torch
+
+    norms = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm)
+    role: dict[int, str] = {}
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if name == "bias":
+                role[id(p)] = "bias"
+            elif isinstance(module, norms):
+                role[id(p)] = "norm"
+    return [(p, role.get(id(p), "vector" if p.ndim <= 1 else "weight"))
+            for p in model.parameters() if p.requires_grad]
+
+
+def build_optimizer(model: Any, optimizer_cfg: Any, host: PluginHost, decay_norm_and_bias: bool = False, *,
+                    bias_lr_scale: float = 1.0, norm_weight_lr_scale: float = 1.0) -> Any:
     """The configured optimizer over ``model``'s parameters, built through the contract.
 
     Unless ``decay_norm_and_bias``, BN parameters and biases (1-d tensors) get no weight decay:
-    decaying BN's scale fights the normalization and only slows training.
+    decaying BN's scale fights the normalization and only slows training. Biases train at
+    ``bias_lr_scale`` and normalization scales at ``norm_weight_lr_scale`` times the optimizer's
+    rate (airbench trains BN biases 64x faster): each group's ``lr`` is scaled once here, after the
+    factory set it, so LambdaLR (which schedules every group from its own initial rate) keeps the
+    ratio at every step. Parameters with the same settings share one group (the defaults give two).
     """
     from hairlab import contract
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    if decay_norm_and_bias:
-        groups: Any = params
-    else:
-        groups = [{"params": [p for p in params if p.ndim > 1]},
-                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
-    return contract.build(host, "optimizers", optimizer_cfg, groups, where="optimizer")
+    scale = {"bias": float(bias_lr_scale), "norm": float(norm_weight_lr_scale)}
+    groups: list[dict[str, Any]] = []
+    for p, role in parameter_roles(model):
+        decays = decay_norm_and_bias or role == "weight"
+        lr_scale = scale.get(role, 1.0)
+        for group in groups:
+            if group["decays"] == decays and group["lr_scale"] == lr_scale:
+                group["params"].append(p)
+                break
+        else:
+            groups.append({"params": [p], "decays": decays, "lr_scale": lr_scale})
+    for group in groups:
+        if not group.pop("decays"):
+            group["weight_decay"] = 0.0
+    optimizer = contract.build(host, "optimizers", optimizer_cfg, groups, where="optimizer")
+    for group in optimizer.param_groups:
+        group["lr"] = group["lr"] * group.get("lr_scale", 1.0)
+    return optimizer
 
 
 def build_data(dataset_cfg: Any, host: PluginHost) -> Any:
@@ -96,7 +130,8 @@ def train_job(cfg: Any, tracker: Any, host: PluginHost) -> dict[str, Any]:
 
     data = build_data(cfg.get("dataset"), host)
     model = build_model(cfg.get("model"), host, num_classes=data.num_classes, input_shape=tuple(data.input_shape))
-    optimizer = build_optimizer(model, cfg.get("optimizer"), host, ecfg.decay_norm_and_bias)
+    optimizer = build_optimizer(model, cfg.get("optimizer"), host, ecfg.decay_norm_and_bias,
+                                bias_lr_scale=ecfg.bias_lr_scale, norm_weight_lr_scale=ecfg.norm_weight_lr_scale)
 
     params = count_parameters(model)
     tracker.log_dataset(data)  # facts as data.* tags, load timings as data/* metrics, splits as MLflow inputs
@@ -115,10 +150,12 @@ def train_job(cfg: Any, tracker: Any, host: PluginHost) -> dict[str, Any]:
     evaluated = (f"evaluated on {engine.eval_split} (runs ranked by {engine.selection_metric})"
                  if engine.eval_split else "evaluated on nothing")
     stopping = f", early stop on {engine.stopper.metric}" if engine.stopper is not None else ""
+    tracker.set_tags(engine_tags(engine, ecfg))
     progress.summary(
         f"{model.name}: {params:,} parameters on {device} ({threads} threads){ranks}; {data.name}: "
-        f"{data.num_examples('train'):,} training examples, {evaluated}; "
-        f"{engine.total_steps:,} steps of {ecfg.batch_size} (set by trainer.{engine.ends_by}){stopping}")
+        f"{data.num_examples('train'):,} training examples, {evaluated}; {run_length_text(engine, ecfg)}"
+        f"{stopping}; {engine.amp_name} ({engine.amp_why})"
+        + (f"; evaluated with the {ecfg.averaging.describe()}" if ecfg.averaging is not None else ""))
     if ecfg.resume not in (None, "", False):
         found = ckpt.find(ecfg.resume, directory)
         if found is not None:
@@ -138,6 +175,32 @@ def train_job(cfg: Any, tracker: Any, host: PluginHost) -> dict[str, Any]:
     return result
 
 
+def budget_text(ecfg: Any) -> str:
+    return (f"{ecfg.max_minutes:g} min of training time (trainer.max_minutes; evaluations and checkpoints "
+            "not counted)")
+
+
+def run_length_text(engine: Any, ecfg: Any) -> str:
+    """How long the job trains, as its first line says it."""
+    steps = f"{engine.total_steps:,} steps of {ecfg.batch_size} (set by trainer.{engine.ends_by})"
+    if ecfg.max_minutes is None:
+        return steps
+    if not engine.bounded:
+        return f"batches of {ecfg.batch_size} for {budget_text(ecfg)}, the schedule on its share used"
+    return (f"{steps} or {budget_text(ecfg)}, whichever ends first, the schedule on whichever share is "
+            "further along")
+
+
+def engine_tags(engine: Any, ecfg: Any) -> dict[str, str]:
+    """The run's precision (and why), its time budget and its weight averaging, as tags."""
+    tags = {"hairlab.amp": engine.amp_name, "hairlab.amp_source": engine.amp_why}
+    if ecfg.max_minutes is not None:
+        tags["hairlab.budget"] = budget_text(ecfg)
+    if ecfg.averaging is not None:
+        tags["hairlab.ema"] = ecfg.averaging.describe()
+    return tags
+
+
 def _wants_model(cfg: Any) -> bool:
     from hairlab.tracking.factory import tracking_settings
 
@@ -148,7 +211,8 @@ def log_model(tracker: Any, engine: Any) -> None:
     """The trained model into the run (``tracking.log_model=true``), with two real input images.
 
     In eval mode and contiguous memory, so the logged model loads and predicts anywhere; the
-    tracker saves a CPU, float32 copy with the example.
+    tracker saves a CPU, float32 copy with the example. Under ``trainer.ema`` it is the averaged
+    model (the one every evaluation and best.pt used).
     """
     import torch
 
@@ -158,7 +222,7 @@ def log_model(tracker: Any, engine: Any) -> None:
     else:
         batches = engine.data.eval_batches(split, 2, device=torch.device("cpu"))
     x, _ = next(iter(batches))
-    tracker.log_model(engine.model.to(memory_format=torch.contiguous_format).eval(), x[:2])
+    tracker.log_model(engine.eval_model.to(memory_format=torch.contiguous_format).eval(), x[:2])
 
 
 def _shape(shape: Any) -> tuple[int, int, int]:

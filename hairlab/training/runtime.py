@@ -96,19 +96,35 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> None:
 
 def amp_dtype(setting: Any, device: Any) -> Any:
     """The autocast dtype for ``trainer.amp`` (auto|true|false|bf16|fp16) or ``None`` for off."""
+    return amp_choice(setting, device)[0]
+
+
+def amp_choice(setting: Any, device: Any) -> tuple[Any, str, str]:
+    """``trainer.amp`` as (autocast dtype or None, its name: fp32|bf16|fp16, why it was chosen).
+
+    ``auto`` on CUDA: bf16 where supported, else fp16; on a CPU what the cached probe of
+    :mod:`hairlab.training.precision` measured faster; on MPS off.
+    """
     import torch
 
     value = str(setting).lower() if setting is not None else "auto"
     if value in ("false", "off", "none", "0"):
-        return None
+        return None, "fp32", "trainer.amp=false"
     if value not in ("auto", "true", "on", "1", "bf16", "bfloat16", "fp16", "float16"):
         raise HairlabError(f"trainer.amp={setting!r} is unknown; use auto, true, false, bf16 or fp16")
-    if value == "auto" and device.type != "cuda":
-        return None  # on CPU autocast is slower than float32 for these convolutions
     if value in ("fp16", "float16"):
-        return torch.float16
+        return torch.float16, "fp16", f"trainer.amp={setting}"
     if value in ("bf16", "bfloat16"):
-        return torch.bfloat16
+        return torch.bfloat16, "bf16", f"trainer.amp={setting}"
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16, "bf16", "CUDA with bf16"
+        return torch.float16, "fp16", "CUDA without bf16"
+    if value == "auto":
+        if device.type != "cpu":
+            return None, "fp32", f"auto on {device.type}"
+        from hairlab.training.precision import cpu_choice
+
+        name, why = cpu_choice()
+        return (torch.bfloat16 if name == "bf16" else None), name, f"auto: {why}"
+    return torch.bfloat16, "bf16", f"trainer.amp={setting}"
