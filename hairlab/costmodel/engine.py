@@ -105,7 +105,8 @@ class Report:
             "target": {"name": t.name, "mode": t.mode, "description": t.description,
                        "internal_memory": t.internal_memory, "bus_bandwidth": t.bus_bandwidth,
                        "matrix_flops": t.matrix_flops, "generic_flops": t.generic_flops,
-                       "bytes_per_element": t.bytes_per_element, "batch_size": t.batch_size,
+                       "dtype": t.dtype, "bytes_per_element": t.bytes_per_element,
+                       "batch_size": t.batch_size, "conventions": asdict(t.conventions),
                        "overlap": t.overlap, "double_buffer": t.buffered,
                        "layer_overhead_s": t.layer_overhead_s, "kind_rates": dict(t.kind_rates),
                        "kind_overheads": dict(t.kind_overheads),
@@ -242,6 +243,16 @@ def _totals(rows: list[Row], target: Target, layers: list[Layer]) -> dict[str, f
     }
 
 
+def slowest_rows(rows: list[Row], n: int) -> list[Row]:
+    """The ``n`` rows with the longest predicted time, slowest first (the summary and the roofline's labels)."""
+    return sorted(rows, key=lambda r: -r.total_time_s)[:n]
+
+
+def row_tag(row: Row) -> str:
+    """``#3 max_pool``: how the summary and the roofline name a row (its index in the table, its label)."""
+    return f"#{row.index} {row.layer_name}"
+
+
 def summarize(report: Report) -> list[str]:
     """A few sentences on where the time goes."""
     rows, tot = report.rows, report.totals
@@ -258,9 +269,8 @@ def summarize(report: Report) -> list[str]:
         by_kind[r.kind] = by_kind.get(r.kind, 0.0) + r.total_time_s
     kinds = sorted(by_kind.items(), key=lambda kv: -kv[1])[:4]
     lines.append("by layer type: " + ", ".join(f"{k} {100 * v / latency:.0f}%" for k, v in kinds))
-    top = sorted(rows, key=lambda r: -r.total_time_s)[:3]
     lines.append("slowest rows: " + ", ".join(
-        f"#{r.index} {r.layer_name} {r.total_time_s * 1e3:.3f} ms ({r.bound}-bound)" for r in top))
+        f"{row_tag(r)} {r.total_time_s * 1e3:.3f} ms ({r.bound}-bound)" for r in slowest_rows(rows, 3)))
     mem = sum(r.bound == "memory" for r in rows)
     lines.append(f"{mem} of {len(rows)} rows are memory-bound")
     return lines

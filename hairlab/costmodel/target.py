@@ -255,7 +255,7 @@ class Target:
         lines = []
         if self.mode:
             lines.append(f"mode: {self.mode}")
-        rates = (f"matrix {_ops(self.matrix_flops)}, generic {_ops(self.generic_flops)}"
+        rates = (f"matrix {format_rate(self.matrix_flops)}, generic {format_rate(self.generic_flops)}"
                  + (", own rates for " + ", ".join(self.kind_rates) if self.kind_rates else ""))
         where = (f"the target's {self.dtype} figures" if self.dtype_rates
                  else "one figure for every data type")
@@ -289,7 +289,7 @@ class Target:
         return lines
 
 
-def _ops(rate: float) -> str:
+def format_rate(rate: float) -> str:
     """``989 T ops/s``: a rate as people read a datasheet."""
     for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M")):
         if rate >= scale:
