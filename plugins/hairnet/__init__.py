@@ -138,6 +138,8 @@ def mlp_head(in_channels: int, num_classes: int, **options: Any) -> Any:
 
 @hookimpl
 def hairlab_blocks() -> list[Entry]:
+    from hairlab_plugins.hairnet.whitening import whiten_entry
+
     return [
         Entry("conv_bn_relu", conv_bn_relu,
               "Standard convolution, batch norm, ReLU (bias only when batch_norm=false).", ConvBNReLUOptions),
@@ -149,6 +151,7 @@ def hairlab_blocks() -> list[Entry]:
         Entry("inverted_residual", inverted_residual,
               "MobileNetV2's bottleneck: 1x1 expansion, depthwise KxK, linear 1x1 projection, residual "
               "when stride 1 and shapes match; ReLU6.", InvertedResidualOptions),
+        whiten_entry(),  # plugins/hairnet/whitening.py (H5)
     ]
 
 
