@@ -54,7 +54,9 @@ class DataModule(Protocol):
 
         ``generator`` is a CPU ``torch.Generator`` owned by the engine, so shuffling and
         augmentation are reproducible and resumable: every random draw of an epoch comes
-        from it, in a fixed order, whatever the device.
+        from it, in a fixed order, whatever the device. A module may also accept an
+        ``epoch=`` keyword (1-based), which the engine then passes, for augmentation that
+        depends on the epoch (``dataset.hflip=alternate``).
         """
         ...
 
