@@ -96,6 +96,18 @@ def test_the_block_builds_through_the_model_builder_from_a_config() -> None:
                                                           *MODEL["stages"][1:]]}), get_host())
 
 
+def test_the_cost_model_costs_the_stem_as_the_convolution_it_is() -> None:
+    from hairlab.costmodel.api import latency_metrics
+    from hairlab.costmodel.layers import extract_layers
+
+    model = build_model(OmegaConf.create(MODEL), get_host())
+    stem = extract_layers(model, (3, 8, 8))[0]
+    assert (stem.kind, stem.attrs["kernel"], stem.out_shape) == ("conv", (2, 2), (24, 7, 7))
+    assert stem.macs == 24 * 7 * 7 * 3 * 2 * 2 and stem.params == 24 * 12 + 24
+    metrics = latency_metrics(model, (3, 8, 8), ["paper2012"], get_host())
+    assert metrics["hw/paper2012/latency_s"] > 0 and metrics["hw/paper2012/macs"] > stem.macs
+
+
 # -- the engine's hook --------------------------------------------------------------------------
 class _Recorder(nn.Module):
     """Doubles its input; records what init_from_batch was given."""
