@@ -41,6 +41,16 @@ def _shift(x: Any, dy: int, dx: int) -> Any:
     return padded[:, :, 1 - dy:1 - dy + h, 1 - dx:1 - dx + w]
 
 
+def _moved(d: int, *, mirror: bool) -> Callable[[Any], Any]:
+    """The view ``x`` moved by ``d`` pixels down and right (then mirrored)."""
+
+    def view(x: Any) -> Any:
+        moved = _shift(x, d, d)
+        return moved.flip(3) if mirror else moved
+
+    return view
+
+
 def views(mode: str) -> list[tuple[float, Callable[[Any], Any]]]:
     """``(weight, transform)`` pairs of ``mode``; the weights sum to 1."""
     if mode == "none":
@@ -50,7 +60,7 @@ def views(mode: str) -> list[tuple[float, Callable[[Any], Any]]]:
     if mode == "flip_translate":
         out: list[tuple[float, Callable[[Any], Any]]] = [(0.25, lambda x: x), (0.25, lambda x: x.flip(3))]
         for d in (1, -1):
-            out += [(0.125, lambda x, d=d: _shift(x, d, d)), (0.125, lambda x, d=d: _shift(x, d, d).flip(3))]
+            out += [(0.125, _moved(d, mirror=False)), (0.125, _moved(d, mirror=True))]
         return out
     raise ValueError(f"tta={mode!r}: expected one of {', '.join(MODES)}")
 
