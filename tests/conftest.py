@@ -20,6 +20,7 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     """Keep tests away from the user's caches, MLflow store and plugin settings."""
     cache = tmp_path_factory.getbasetemp() / "hairlab-cache"
     monkeypatch.setenv("HAIRLAB_CACHE", str(cache))
+    monkeypatch.setenv("HAIRLAB_CALIBRATION", "quick")  # the host target's few-second calibration
     monkeypatch.delenv("HAIRLAB_DISABLE_PLUGINS", raising=False)
     monkeypatch.delenv("HAIRLAB_DISABLE_PLUGIN_AUTOLOAD", raising=False)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)

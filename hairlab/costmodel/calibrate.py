@@ -1,19 +1,27 @@
-"""Host calibration: measure this machine's rates with torch, once, and cache them.
+"""Host calibration: time this machine's layers with torch, once, fit the host model, cache it.
 
-Micro-benchmarks, each the best of several timed repeats after a warm-up: matrix throughput
-(a square GEMM, and the convolution kernels torch really uses: 3x3, 1x1 and depthwise, which
-on a CPU run at very different fractions of GEMM speed), generic-op throughput (inference
-BN, ReLU, max pool, element-wise add), memory bandwidth (a copy far larger than the
-last-level cache), and the fixed cost of calling a module of each kind on a tiny input
-(dispatch and kernel set-up, which dominates small layers; subtracted from the rates). The cache
-lives in ``$HAIRLAB_CACHE`` (or ``~/.cache/hairlab``), keyed by CPU model, thread count and
-torch version.
+What is measured: every layer of a set of small chains of layers (:data:`CHAINS`: a standard
+conv, a depthwise and a pointwise conv, each with BN and ReLU, then pools, GAP, a dense layer,
+a softmax; :data:`DENSE_CHAINS` for dense layers), chosen to span the shape regimes of conv
+nets (3 to 1024 channels, 7x7 to 227x227 maps, 1x1 to 11x11 kernels, strides 1 to 4), at
+batch 1 and 8, channels_last as training runs, each layer timed *in place* by
+``hairlab.costmodel.measure`` exactly as ``--measure`` times a model (the median over passes,
+the hooks' own cost taken out), so calibration and validation share one timer and one context
+(a layer's input just written by the previous one, its output freshly allocated). Then
+:func:`hairlab.costmodel.hostfit.fit` fits each kind's time model. Copy bandwidth of written
+buffers is probed within L2, within L3 and beyond the last-level cache.
+
+The cache lives in ``$HAIRLAB_CACHE/calibration`` (or ``~/.cache/hairlab``), one file per CPU
+model, thread count, torch version and :data:`VERSION`, holding the fit, its samples and the
+facts of the run (CPU, threads, date, load averages before and after, seconds taken). With one
+thread the clock is the thread's CPU time, with more the wall time (:func:`clock_for`).
+About 20 s per thread count on a 2-core EPYC; ``HAIRLAB_CALIBRATION=quick`` (the test suite)
+takes a few seconds and is cached apart.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import platform
@@ -24,7 +32,7 @@ from typing import Any
 
 from hairlab.errors import HairlabError
 
-VERSION = 4
+VERSION = 5
 _allow_run = [True]
 
 
@@ -76,10 +84,15 @@ def cache_sizes() -> dict[str, int]:
     return out
 
 
+def quick_mode() -> bool:
+    """``HAIRLAB_CALIBRATION=quick``: a few-second calibration (test suites, CI), cached apart."""
+    return os.environ.get("HAIRLAB_CALIBRATION", "") == "quick"
+
+
 def _key(threads: int) -> str:
     import torch
 
-    raw = f"{cpu_model()}|{threads}|{torch.__version__}|v{VERSION}"
+    raw = f"{cpu_model()}|{threads}|{torch.__version__}|v{VERSION}{'|quick' if quick_mode() else ''}"
     return "".join(c if c.isalnum() else "_" for c in raw)[:150]
 
 
@@ -93,91 +106,177 @@ def clock_for(threads: int) -> Callable[[], float]:
     return time.thread_time if threads == 1 else time.perf_counter
 
 
-def _best_time(fn: Callable[[], Any], repeats: int, warmup: int = 2,
-               clock: Callable[[], float] = time.perf_counter) -> float:
-    """Fastest of ``repeats`` timed calls: other processes only ever add time."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = clock()
-        fn()
-        times.append(clock() - t0)
-    return min(times)
+#: One calibration chain: input channels, conv output channels, input size, kernel, stride, conv
+#: groups, pointwise output channels, dense outputs. Chosen to span the regimes a conv net's layers
+#: fall in (3-channel stems to 512-channel 7x7 maps, 1x1 to 11x11 kernels, strides 1 to 4), not
+#: any one model's layers.
+CHAINS: tuple[tuple[int, int, int, int, int, int, int, int], ...] = (
+    (3, 32, 224, 3, 2, 1, 64, 1000), (3, 16, 224, 3, 2, 1, 16, 10), (3, 64, 227, 11, 4, 1, 96, 1000),
+    (3, 32, 32, 3, 1, 1, 64, 10), (3, 24, 112, 3, 2, 1, 144, 10), (3, 64, 64, 5, 2, 1, 32, 100),
+    (16, 32, 112, 3, 2, 1, 96, 1000), (16, 16, 56, 3, 1, 1, 32, 10), (32, 64, 56, 3, 1, 1, 128, 10),
+    (32, 32, 32, 3, 1, 1, 192, 10), (64, 128, 56, 3, 2, 1, 128, 1000), (64, 64, 16, 3, 1, 1, 384, 10),
+    (64, 64, 112, 3, 2, 1, 32, 10), (96, 256, 27, 5, 1, 2, 256, 1000), (128, 128, 28, 3, 1, 1, 256, 10),
+    (128, 128, 8, 3, 1, 1, 512, 10), (128, 256, 28, 3, 2, 1, 576, 1000), (256, 256, 14, 3, 1, 1, 128, 10),
+    (256, 384, 13, 3, 1, 1, 384, 1000), (384, 384, 13, 3, 1, 2, 256, 10), (256, 512, 14, 3, 2, 1, 1024, 1000),
+    (512, 512, 7, 3, 1, 1, 1000, 10), (160, 960, 7, 1, 1, 1, 320, 1280),
+)
+#: Dense chains (input features, hidden, hidden, outputs) with ReLUs between, vectors of any width.
+DENSE_CHAINS: tuple[tuple[int, int, int, int], ...] = (
+    (9216, 4096, 4096, 1000), (1024, 1000, 512, 10), (256, 128, 64, 10), (1280, 1000, 2048, 100),
+)
+#: Past this many multiply-accumulates per pass a chain is not run at batch 8 (time budget).
+MAX_MACS = 1.5e9
+
+
+def _chain(cin: int, cout: int, hw: int, k: int, stride: int, groups: int, cpw: int, classes: int) -> Any:
+    """conv-BN-ReLU, depthwise-BN-ReLU, pointwise-BN-ReLU, pools, GAP, dense, softmax: every kind once."""
+    from torch import nn
+
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, stride=1 + (hw >= 56 and stride == 1), padding=1, groups=cout, bias=False),
+        nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cpw, 1, bias=False), nn.BatchNorm2d(cpw), nn.ReLU(inplace=True),
+    ]
+    side = hw // stride // (1 + (hw >= 56 and stride == 1))
+    if side >= 4:
+        layers.append(nn.MaxPool2d(2) if side % 4 else nn.MaxPool2d(3, 2, 1))
+        side //= 2
+    if side >= 4 and cpw <= 256:
+        layers.append(nn.AvgPool2d(2))
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cpw, classes), nn.Softmax(dim=1)]
+    return nn.Sequential(*layers)
+
+
+def _dense_chain(a: int, b: int, c: int, d: int) -> Any:
+    from torch import nn
+
+    return nn.Sequential(nn.Linear(a, b), nn.ReLU(inplace=True), nn.Linear(b, c), nn.ReLU(inplace=True),
+                         nn.Linear(c, d))
+
+
+def _chain_samples(model: Any, shape: tuple[int, ...], batch: int, threads: int, passes: int) -> list[dict[str, Any]]:
+    """Each layer of ``model`` timed in place (hooks, as ``--measure`` does), with its fit features' sizes."""
+    from hairlab.costmodel.hostfit import layer_dims
+    from hairlab.costmodel.layers import extract_layers
+    from hairlab.costmodel.measure import measure_model
+
+    layers = extract_layers(model, shape)
+    m = measure_model(model, shape, batch_size=batch, threads=threads, repeats=passes, warmup=2)
+    seen: dict[str, int] = {}
+    out = []
+    for layer in layers:
+        k = seen.get(layer.name, 0)
+        seen[layer.name] = k + 1
+        times = m.per_module_s.get(layer.name, [])
+        if k < len(times):
+            out.append({"kind": layer.kind, "dims": layer_dims(layer, batch), "time_s": times[k],
+                        "ops": _ops(layer) * batch})
+    return out
+
+
+def _ops(layer: Any) -> float:
+    """Operations as the host target counts them (its conventions), for the rate fields."""
+    from hairlab.costmodel.conventions import count_ops
+    from hairlab.costmodel.target import Conventions
+
+    return count_ops(layer, Conventions())
+
+
+def bandwidth_probe(nbytes: int, clock: Callable[[], float], repeats: int = 7) -> float:
+    """Copy bandwidth (bytes read + written per second) of a buffer of ``nbytes``, median of repeats.
+
+    The source is written first: a never-written ``torch.empty`` buffer maps the kernel's zero
+    page, and copying it reads one cached page, overstating bandwidth 2-3x.
+    """
+    import torch
+
+    from hairlab.costmodel.measure import time_call
+
+    n = max(1, nbytes // 4)
+    src = torch.full((n,), 1.5)  # written: real pages, not the zero page
+    dst = torch.full((n,), 1.0)
+    t, _ = time_call(lambda: dst.copy_(src), clock, samples=repeats, warmup=1)
+    return 2 * n * 4 / t
 
 
 def measure(threads: int | None = None, quick: bool = False) -> dict[str, Any]:
-    """Run the micro-benchmarks now (a few seconds; ``quick`` for tests).
+    """Run the calibration now (under a minute; ``quick``: a few seconds, for tests).
 
-    Each rate is operations per second on a representative mid-network shape (56x56 maps),
-    counted the way the cost engine counts that layer kind.
+    Every layer of a set of small chains (:data:`CHAINS`, each conv-BN-ReLU, depthwise,
+    pointwise, pools, GAP, dense, softmax) is timed in place at batch 1 and 8, channels_last,
+    the median of several passes; :func:`hairlab.costmodel.hostfit.fit` fits each kind's time
+    model to them. Bandwidth is probed within L2, within L3 and beyond the last-level cache.
     """
     import torch
-    import torch.nn.functional as F
+
+    from hairlab.costmodel.hostfit import fit
 
     threads = threads or torch.get_num_threads()
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
-    reps = 3 if quick else 15
-    s = 28 if quick else 56
-
     clock = clock_for(threads)
-    fixed: dict[str, float] = {}
-
-    def rate(ops: float, fn: Callable[[], Any], kind: str = "") -> float:
-        """ops / time, with the kind's fixed per-call cost taken out of the time."""
-        t = _best_time(fn, reps, clock=clock)
-        return ops / max(t - fixed.get(kind, 0.0), 0.1 * t)
-
+    caches = cache_sizes()
+    llc = max(caches.values()) if caches else 32 * 2**20
+    load_before = _loadavgs()
+    started = time.perf_counter()
+    samples: list[dict[str, Any]] = []
     try:
         with torch.no_grad():
-            # Fixed cost per call of each kernel class: the module on a tiny (1x8x4x4) input.
-            tiny4 = torch.randn(1, 8, 4, 4)
-            probes = {
-                "conv": torch.nn.Conv2d(8, 8, 3, padding=1, bias=False),
-                "pwconv": torch.nn.Conv2d(8, 8, 1, bias=False),
-                "dwconv": torch.nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False),
-                "bn": torch.nn.BatchNorm2d(8).eval(),
-                "relu": torch.nn.ReLU(),
-                "maxpool": torch.nn.MaxPool2d(2),
-                "dense": torch.nn.Linear(8, 8),
-            }
-            for kind, probe in probes.items():
-                arg = torch.randn(1, 8) if kind == "dense" else tiny4
-                fixed[kind] = _best_time(functools.partial(probe, arg), 10 if quick else 100, 5, clock)
-            n = 256 if quick else 512
-            a, b = torch.randn(n, n), torch.randn(n, n)
-            gemm = rate(2 * n**3, lambda: torch.mm(a, b), "dense")
-            x = torch.randn(1, 32, s, s)
-            w3 = torch.randn(64, 32, 3, 3)
-            conv = rate(2 * 64 * 32 * 9 * s * s, lambda: F.conv2d(x, w3, padding=1), "conv")
-            xp = torch.randn(1, 128, s // 2, s // 2)
-            w1 = torch.randn(128, 128, 1, 1)
-            pw = rate(2 * 128 * 128 * xp[0, 0].numel(), lambda: F.conv2d(xp, w1), "pwconv")
-            y = torch.randn(1, 64, s, s)
-            wd = torch.randn(64, 1, 3, 3)
-            dw = rate(2 * 9 * y.numel(), lambda: F.conv2d(y, wd, padding=1, groups=64), "dwconv")
-            mean, var, gamma, beta = torch.zeros(64), torch.ones(64), torch.ones(64), torch.zeros(64)
-            bn = rate(2 * y.numel(), lambda: F.batch_norm(y, mean, var, gamma, beta, False), "bn")
-            relu = rate(y.numel(), lambda: F.relu(y), "relu")
-            pool = rate(y.numel(), lambda: F.max_pool2d(y, 2), "maxpool")
-            generic = rate(y.numel(), lambda: torch.add(y, y))
-            big = torch.empty((8 if quick else 48) * 2**20 // 4)
-            dst = torch.empty_like(big)
-            bandwidth = 2 * big.numel() * 4 / _best_time(lambda: dst.copy_(big), max(3, reps // 3), 1, clock)
-            module, tiny = torch.nn.ReLU(), torch.randn(1, 8)
-            overhead = _best_time(lambda: module(tiny), 10 if quick else 100, 5, clock)
+            chains = CHAINS[3:4] + CHAINS[15:16] if quick else CHAINS
+            dense = DENSE_CHAINS[2:3] if quick else DENSE_CHAINS
+            passes = 3 if quick else 9
+            for spec in chains:
+                model = _chain(*spec)
+                macs = sum(p.numel() for p in model.parameters()) * spec[2] ** 2 / spec[4] ** 2
+                for batch in (1,) if quick else (1, 8):
+                    if batch > 1 and macs * batch > MAX_MACS:
+                        continue
+                    samples += _chain_samples(model, (spec[0], spec[2], spec[2]), batch, threads, passes)
+            for dspec in dense:
+                model = _dense_chain(*dspec)
+                for batch in (1,) if quick else (1, 8):
+                    samples += _chain_samples(model, (dspec[0],), batch, threads, passes)
+            sizes = {"L2": caches.get("L2", 2**20) // 4, "L3": llc // 4, "DRAM": (1 if quick else 4) * llc}
+            bandwidths = {level: bandwidth_probe(int(size), clock, 3 if quick else 7) for level, size in sizes.items()}
     finally:
         torch.set_num_threads(old)
+    model_fit = fit(samples, caches)
+    rates = _rates(samples)
+    overheads = {k: v["coef"][0] for k, v in model_fit.items() if v["features"][0] == "one"}
     return {
         "version": VERSION, "cpu": cpu_model(), "threads": threads, "torch": torch.__version__,
-        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "loadavg": _loadavg(),
-        "clock": "thread CPU time" if threads == 1 else "wall time",
-        "gemm_flops": gemm, "conv_flops": conv, "pwconv_flops": pw, "dwconv_flops": dw, "bn_flops": bn,
-        "relu_flops": relu, "pool_flops": pool, "generic_flops": generic,
-        "bandwidth": bandwidth, "layer_overhead_s": overhead, "kind_overhead_s": fixed,
-        "caches": cache_sizes(),
+        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "loadavg": load_before[0] if load_before else None,
+        "loadavgs": {"before": load_before, "after": _loadavgs()},
+        "seconds": round(time.perf_counter() - started, 1), "quick": quick,
+        "clock": "thread CPU time" if threads == 1 else "wall time", "memory_format": "channels_last",
+        "gemm_flops": max(rates.get("dense", 0.0), rates.get("pwconv", 0.0), rates.get("conv", 0.0)) or 1e9,
+        "conv_flops": rates.get("conv", 1e9), "pwconv_flops": rates.get("pwconv", 1e9),
+        "dwconv_flops": rates.get("dwconv", 1e9), "bn_flops": rates.get("bn", 1e9),
+        "relu_flops": rates.get("relu", 1e9), "pool_flops": rates.get("maxpool", 1e9),
+        "generic_flops": rates.get("bn", 1e9), "rates": rates,
+        "bandwidth": bandwidths["DRAM"], "bandwidths": bandwidths,
+        "layer_overhead_s": sorted(overheads.values())[len(overheads) // 2] if overheads else 0.0,
+        "kind_overhead_s": overheads, "caches": caches, "fit": model_fit, "samples": samples,
     }
+
+
+def _rates(samples: list[dict[str, Any]]) -> dict[str, float]:
+    """Sustained ops/s per kind: all its samples' ops over all their time (big layers weigh most)."""
+    ops: dict[str, float] = {}
+    secs: dict[str, float] = {}
+    for s in samples:
+        ops[s["kind"]] = ops.get(s["kind"], 0.0) + s["ops"]
+        secs[s["kind"]] = secs.get(s["kind"], 0.0) + s["time_s"]
+    return {k: ops[k] / secs[k] for k in ops if secs[k] > 0 and ops[k] > 0}
+
+
+def _loadavgs() -> tuple[float, float, float] | None:
+    try:
+        return os.getloadavg()
+    except OSError:
+        return None
 
 
 def _loadavg() -> float | None:
@@ -204,7 +303,7 @@ def calibration(threads: int | None = None, *, refresh: bool = False) -> dict[st
     if not _allow_run[-1]:
         raise CalibrationUnavailable(
             f"no cached calibration for this CPU ({path}); run `hairlab hw-report hardware=host` once")
-    data = measure(threads)
+    data = measure(threads, quick=quick_mode())
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=1))

@@ -1,0 +1,176 @@
+"""The host CPU's time model: per layer kind, time as a fitted sum of a few work terms.
+
+Why this form. A CPU kernel's time is a fixed cost (dispatch, kernel selection, thread
+wake-up) plus work that scales with a handful of sizes, and which size dominates depends on the
+shape regime: a 3-channel stem conv is bound by its outputs (its reduction is only 27 long),
+a 1x1 conv with few output channels by its im2col-like reads, a big GEMM by its
+multiply-accumulates, a batch-1 dense layer by its weights, an element-wise layer by its
+elements (more per element once its maps spill out of L2 or L3). So each kind gets
+``time = t0 + sum_i c_i * feature_i`` over the features in :data:`FEATURES`, all non-negative,
+fitted by least squares on *relative* error (rows weighted by 1/time, so a 20 us layer counts
+as much as a 20 ms one) to timings of a sweep of shapes, as nn-Meter samples kernels
+(channels, spatial size, kernel, stride, batch 1 and 8). Negative coefficients are dropped
+one at a time and the rest refitted (a small active-set NNLS): a negative cost per FLOP would
+predict nonsense outside the sweep. Linear in its coefficients, the model extrapolates sanely
+(unlike a tree or nearest-neighbour fit) and every coefficient reads as a cost: seconds per MAC
+is 1 / the kernel's peak, seconds per element 1 / its bandwidth.
+
+The same features split each prediction into compute (``t0`` and arithmetic terms) and
+transfer (terms counting bytes), so a report's ``bound`` column still means something.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hairlab.costmodel.layers import Layer
+
+#: Feature names per kind (``one`` is the fixed cost). Terms in :data:`TRANSFER` count data moved.
+FEATURES: dict[str, tuple[str, ...]] = {
+    "conv": ("one", "macs", "out", "im2col", "in"),
+    "pwconv": ("one", "macs", "out", "in"),
+    "dwconv": ("one", "macs", "out", "in"),
+    "dense": ("one", "macs", "params", "out"),
+    "bn": ("one", "elems", "spill_l2", "spill_l3"),
+    "relu": ("one", "elems", "spill_l2", "spill_l3"),
+    "add": ("one", "elems", "spill_l2", "spill_l3"),
+    "maxpool": ("one", "in", "out"),
+    "avgpool": ("one", "in", "out"),
+    "gap": ("one", "in", "out"),
+    "softmax": ("one", "out"),
+}
+TRANSFER = frozenset({"in", "out", "params", "elems", "spill_l2", "spill_l3", "im2col"})
+#: Kinds predicted through another's model (``other``: an unknown layer, one generic op per output).
+ALIASES = {"other": "add"}
+
+Dims = Mapping[str, float]
+
+
+def dims(kind: str, batch: int, in_shape: Sequence[int], out_shape: Sequence[int], *, params: int = 0,
+         kernel: Sequence[int] = (), in_channels: int = 0, out_channels: int = 0, groups: int = 1,
+         in_elems: int | None = None) -> dict[str, float]:
+    """The sizes the features are made of, for a layer run on ``batch`` images (``*_shape`` per image)."""
+    n_in = float(in_elems if in_elems is not None else math.prod(in_shape))
+    n_out = float(math.prod(out_shape)) if out_shape else 1.0
+    k = float(math.prod(kernel)) if kernel else 1.0
+    cin = float(in_channels or (in_shape[0] if in_shape else 1))
+    cout = float(out_channels or (out_shape[0] if out_shape else 1))
+    g = float(groups or 1)
+    out_spatial = n_out / cout if cout else n_out
+    if kind in ("conv", "pwconv", "dwconv"):
+        macs = n_out * (cin / g) * k
+    elif kind == "dense":
+        macs = n_out * cin  # cin: the input features
+    else:
+        macs = 0.0
+    return {"batch": float(batch), "in": n_in * batch, "out": n_out * batch, "macs": macs * batch,
+            "params": float(params), "im2col": out_spatial * cin * k * batch,
+            "elems": max(n_in, n_out) * batch, "kernel": k}
+
+
+def layer_dims(layer: Layer, batch: int) -> dict[str, float]:
+    """:func:`dims` of an extracted layer (its shapes, geometry and parameter count)."""
+    a = layer.attrs
+    cin = int(a.get("in_channels") or 0)
+    if layer.kind == "dense":
+        cin = int(layer.macs // max(1, layer.out_elems)) if layer.macs else int(layer.in_elems)
+    return dims(layer.kind, batch, layer.in_shape, layer.out_shape, params=layer.params,
+                kernel=tuple(a.get("kernel") or ()), in_channels=cin, out_channels=int(a.get("out_channels") or 0),
+                groups=int(a.get("groups") or 1), in_elems=layer.in_elems)
+
+
+def feature_vector(kind: str, d: Dims, caches: Mapping[str, float]) -> list[float]:
+    """The values of ``FEATURES[kind]`` for sizes ``d`` (bytes are fp32: 4 per element)."""
+    l2, l3 = float(caches.get("L2", 2**20)), float(caches.get("L3", 32 * 2**20))
+    moved = 4.0 * (d["in"] + d["out"])
+    values = {**d, "one": 1.0, "spill_l2": max(0.0, moved - l2) / 4.0, "spill_l3": max(0.0, moved - l3) / 4.0}
+    return [float(values[name]) for name in FEATURES[kind]]
+
+
+def nnls_relative(rows: Sequence[Sequence[float]], times: Sequence[float]) -> list[float]:
+    """Non-negative coefficients minimising the sum of squared *relative* errors.
+
+    Weighted least squares (each row divided by its time), then the most negative coefficient
+    is fixed at zero and the rest refitted, until none is negative.
+    """
+    import numpy as np
+
+    x = np.asarray(rows, dtype=float)
+    t = np.asarray(times, dtype=float)
+    a = x / t[:, None]
+    b = np.ones(len(t))
+    active = list(range(x.shape[1]))
+    coef = np.zeros(x.shape[1])
+    while active:
+        # Scale columns to unit norm: features span 1 to 1e10, which lstsq handles badly unscaled.
+        cols = a[:, active]
+        scale = np.linalg.norm(cols, axis=0)
+        scale[scale == 0] = 1.0
+        sol = np.linalg.lstsq(cols / scale, b, rcond=None)[0] / scale
+        if (sol >= 0).all():
+            coef[:] = 0.0
+            coef[active] = sol
+            break
+        active.pop(int(np.argmin(sol)))
+    return [float(c) for c in coef]
+
+
+def fit(samples: Sequence[Mapping[str, Any]], caches: Mapping[str, float]) -> dict[str, dict[str, Any]]:
+    """Per-kind coefficients from calibration samples (``{"kind", "dims", "time_s"}`` each).
+
+    Returns ``{kind: {"features": [...], "coef": [...], "n": samples, "median_rel_err": ...}}``:
+    the median relative error of the fit on its own samples says how well the form holds.
+    """
+    by_kind: dict[str, list[Mapping[str, Any]]] = {}
+    for s in samples:
+        if s["kind"] in FEATURES and s["time_s"] > 0:
+            by_kind.setdefault(s["kind"], []).append(s)
+    out: dict[str, dict[str, Any]] = {}
+    for kind, items in by_kind.items():
+        rows = [feature_vector(kind, s["dims"], caches) for s in items]
+        times = [float(s["time_s"]) for s in items]
+        coef = nnls_relative(rows, times)
+        errs = sorted(abs(sum(c * v for c, v in zip(coef, r, strict=True)) / t - 1) for r, t in
+                      zip(rows, times, strict=True))
+        out[kind] = {"features": list(FEATURES[kind]), "coef": coef, "n": len(items),
+                     "median_rel_err": errs[len(errs) // 2]}
+    return out
+
+
+def predict_parts(model: Mapping[str, Mapping[str, Any]], kind: str, d: Dims,
+                  caches: Mapping[str, float]) -> tuple[float, float] | None:
+    """``(transfer_s, compute_s)`` of one layer from the fitted ``model``, or None for a kind it lacks."""
+    if kind == "bn_relu":
+        parts = [predict_parts(model, k, d, caches) for k in ("bn", "relu")]
+        if None in parts:
+            return None
+        return (sum(p[0] for p in parts if p), sum(p[1] for p in parts if p))
+    kind = ALIASES.get(kind, kind)
+    entry = model.get(kind)
+    if entry is None or kind not in FEATURES:
+        return None
+    transfer = compute = 0.0
+    for name, c, v in zip(entry["features"], entry["coef"], feature_vector(kind, d, caches), strict=True):
+        if name in TRANSFER:
+            transfer += c * v
+        else:
+            compute += c * v
+    return transfer, compute
+
+
+class HostTime:
+    """``Target.layer_time`` for a calibrated CPU: the fitted model per row, rates where it has none.
+
+    A small class rather than a closure, so a target holding it still pickles.
+    """
+
+    def __init__(self, model: Mapping[str, Mapping[str, Any]], caches: Mapping[str, float]) -> None:
+        self.model = {k: dict(v) for k, v in model.items()}
+        self.caches = dict(caches)
+
+    def __call__(self, layer: Layer, batch: int, transfer_s: float, compute_s: float) -> tuple[float, float]:
+        parts = predict_parts(self.model, layer.kind, layer_dims(layer, batch), self.caches)
+        return parts if parts is not None else (transfer_s, compute_s)
