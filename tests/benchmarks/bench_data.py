@@ -10,6 +10,9 @@ JSON object on one line:
   per-example pipeline (the same transforms applied image by image, then stacked, as a
   ``Dataset.__getitem__`` + collate would do), measured in the same run, with 1 torch
   thread and with one per core.
+- ``augment``: img/s of the same pipeline (1 thread) for each augmentation option of
+  docs/datasets.md (translate with zeros or reflect padding, random or alternating flip,
+  cutout), so the cost of an option is read beside the default's.
 
 Timings on a shared machine vary; the load average is recorded beside them.
 """
@@ -113,6 +116,36 @@ def bench_batches(n: int, batch: int = 128, repeats: int = 3) -> dict[str, objec
     return out
 
 
+def bench_augment(n: int, batch: int = 128, repeats: int = 3) -> dict[str, object]:
+    import torch
+
+    from hairlab.data.tensor import TensorDataModule
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
+    y = torch.randint(0, 10, (n,), generator=g)
+    variants = {
+        "none": {"crop_padding": 0, "hflip": False},
+        "crop4_flip (default)": {"crop_padding": 4, "hflip": True},
+        "crop2_reflect_flip": {"crop_padding": 2, "pad_mode": "reflect", "hflip": True},
+        "crop2_reflect_alternate": {"crop_padding": 2, "pad_mode": "reflect", "hflip": "alternate"},
+        "crop4_flip_cutout8": {"crop_padding": 4, "hflip": True, "cutout": 8},
+    }
+    out: dict[str, object] = {"images": n, "batch": batch, "threads": 1}
+    torch.set_num_threads(1)
+    for name, kw in variants.items():
+        dm = TensorDataModule("bench", train=(x, y), test=(x[:10], y[:10]), num_classes=10, **kw)
+        best = float("inf")
+        for epoch in range(1, repeats + 1):
+            t0 = time.perf_counter()
+            for _ in dm.train_batches(batch, device="cpu", generator=g, memory_format=torch.channels_last,
+                                      epoch=epoch):
+                pass
+            best = min(best, time.perf_counter() - t0)
+        out[f"{name}_img_s"] = round(n / best)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-decode", action="store_true", help="skip the real-data decode timing")
@@ -120,6 +153,7 @@ def main() -> None:
     args = parser.parse_args()
     result: dict[str, object] = {"load_average_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
     result["batches"] = bench_batches(args.images)
+    result["augment"] = bench_augment(args.images)
     if args.skip_decode:
         result["decode"] = "skipped (--skip-decode)"
     elif REAL.is_file():
