@@ -186,3 +186,21 @@ def test_roofline_tags_the_summarys_slowest_rows_without_overlap(tmp_path: Path)
     assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
     png = plot_roofline(rep, tmp_path / "roof.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_json_report_states_type_and_fusion(tmp_path: Path) -> None:
+    import json
+
+    from hairlab.commands.hw_report import hw_report
+
+    out = tmp_path / "r.json"
+    hw_report(["model=hairnet_cifar", "hardware=h100_sxm", "hardware.dtype=int8", "hardware.fold_bn=true",
+               "hardware.fuse_conv_bn_relu=true"], get_host(), fmt="json", output=out)
+    data = json.loads(out.read_text())
+    assert data["target"]["dtype"] == "int8" and data["target"]["bytes_per_element"] == 1
+    assert data["target"]["matrix_flops"] == 1979e12
+    assert data["target"]["conventions"]["fold_bn"] and data["target"]["conventions"]["fuse_conv_bn_relu"]
+    said = "\n".join(data["assumptions"])
+    assert "data type: int8, 1 byte per element" in said and "BN after a conv folded" in said
+    assert "conv+ReLU one row" in said
+    assert not [row for row in data["layers"] if row["kind"] in ("bn", "bn_relu")]
