@@ -22,14 +22,14 @@ MODES = ("none", "flip", "flip_translate")
 
 
 def resolve(tta: str, tta_flip: bool) -> str:
-    """The mode in force: ``tta``, or ``flip`` when only the older ``tta_flip=true`` is set."""
+    """The mode in force: ``tta``, or ``flip`` when only the older ``tta_flip=true`` is set.
+
+    Every mode but ``none`` includes the mirror, so ``tta_flip=true`` with another ``tta`` (an
+    older config such as an experiment, overridden on the command line) is that mode.
+    """
     if tta not in MODES:
         raise ValueError(f"tta={tta!r}: expected one of {', '.join(MODES)}")
-    if tta_flip and tta == "none":
-        return "flip"
-    if tta_flip and tta != "flip":
-        raise ValueError(f"tta_flip=true means tta=flip, but tta={tta}; set only tta")
-    return tta
+    return "flip" if tta_flip and tta == "none" else tta
 
 
 def _shift(x: Any, dy: int, dx: int) -> Any:
