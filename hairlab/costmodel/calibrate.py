@@ -32,7 +32,7 @@ from typing import Any
 
 from hairlab.errors import HairlabError
 
-VERSION = 5
+VERSION = 6
 _allow_run = [True]
 
 
@@ -125,7 +125,7 @@ DENSE_CHAINS: tuple[tuple[int, int, int, int], ...] = (
     (9216, 4096, 4096, 1000), (1024, 1000, 512, 10), (256, 128, 64, 10), (1280, 1000, 2048, 100),
 )
 #: Past this many multiply-accumulates per pass a chain is not run at batch 8 (time budget).
-MAX_MACS = 1.5e9
+MAX_MACS = 3e9
 
 
 def _chain(cin: int, cout: int, hw: int, k: int, stride: int, groups: int, cpw: int, classes: int) -> Any:
@@ -158,11 +158,11 @@ def _dense_chain(a: int, b: int, c: int, d: int) -> Any:
 
 def _chain_samples(model: Any, shape: tuple[int, ...], batch: int, threads: int, passes: int) -> list[dict[str, Any]]:
     """Each layer of ``model`` timed in place (hooks, as ``--measure`` does), with its fit features' sizes."""
-    from hairlab.costmodel.hostfit import layer_dims
+    from hairlab.costmodel.hostfit import layer_dims, mark_previous
     from hairlab.costmodel.layers import extract_layers
     from hairlab.costmodel.measure import measure_model
 
-    layers = extract_layers(model, shape)
+    layers = mark_previous(extract_layers(model, shape))
     m = measure_model(model, shape, batch_size=batch, threads=threads, repeats=passes, warmup=2)
     seen: dict[str, int] = {}
     out = []
@@ -190,15 +190,19 @@ def bandwidth_probe(nbytes: int, clock: Callable[[], float], repeats: int = 7) -
     The source is written first: a never-written ``torch.empty`` buffer maps the kernel's zero
     page, and copying it reads one cached page, overstating bandwidth 2-3x.
     """
-    import torch
-
     from hairlab.costmodel.measure import time_call
 
-    n = max(1, nbytes // 4)
-    src = torch.full((n,), 1.5)  # written: real pages, not the zero page
-    dst = torch.full((n,), 1.0)
+    src, dst = probe_buffers(nbytes)
     t, _ = time_call(lambda: dst.copy_(src), clock, samples=repeats, warmup=1)
-    return 2 * n * 4 / t
+    return 2 * src.numel() * 4 / t
+
+
+def probe_buffers(nbytes: int) -> tuple[Any, Any]:
+    """Source and destination of the copy probe, both written (fp32, ``nbytes`` each)."""
+    import torch
+
+    n = max(1, nbytes // 4)
+    return torch.full((n,), 1.5), torch.full((n,), 1.0)
 
 
 def measure(threads: int | None = None, quick: bool = False) -> dict[str, Any]:
@@ -212,6 +216,7 @@ def measure(threads: int | None = None, quick: bool = False) -> dict[str, Any]:
     import torch
 
     from hairlab.costmodel.hostfit import fit
+    from hairlab.costmodel.layers import extract_layers
 
     threads = threads or torch.get_num_threads()
     old = torch.get_num_threads()
@@ -229,7 +234,7 @@ def measure(threads: int | None = None, quick: bool = False) -> dict[str, Any]:
             passes = 3 if quick else 9
             for spec in chains:
                 model = _chain(*spec)
-                macs = sum(p.numel() for p in model.parameters()) * spec[2] ** 2 / spec[4] ** 2
+                macs = sum(layer.macs for layer in extract_layers(model, (spec[0], spec[2], spec[2])))
                 for batch in (1,) if quick else (1, 8):
                     if batch > 1 and macs * batch > MAX_MACS:
                         continue

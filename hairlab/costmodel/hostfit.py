@@ -30,19 +30,25 @@ if TYPE_CHECKING:
 
 #: Feature names per kind (``one`` is the fixed cost). Terms in :data:`TRANSFER` count data moved.
 FEATURES: dict[str, tuple[str, ...]] = {
-    "conv": ("one", "macs", "out", "im2col", "in"),
-    "pwconv": ("one", "macs", "out", "in"),
+    "conv": ("one", "macs", "out", "im2col", "in", "params"),
+    "pwconv": ("one", "macs", "out", "in", "params"),
     "dwconv": ("one", "macs", "out", "in"),
-    "dense": ("one", "macs", "params", "out"),
-    "bn": ("one", "elems", "spill_l2", "spill_l3"),
-    "relu": ("one", "elems", "spill_l2", "spill_l3"),
-    "add": ("one", "elems", "spill_l2", "spill_l3"),
-    "maxpool": ("one", "in", "out"),
-    "avgpool": ("one", "in", "out"),
-    "gap": ("one", "in", "out"),
-    "softmax": ("one", "out"),
+    "dense": ("one", "macs", "params", "out", "cold_l2", "cold_l3"),
+    "bn": ("one", "elems", "spill_l2", "spill_l3", "cold_l2", "cold_l3"),
+    "relu": ("one", "elems", "spill_l2", "spill_l3", "cold_l2", "cold_l3"),
+    "add": ("one", "elems", "spill_l2", "spill_l3", "cold_l2", "cold_l3"),
+    "maxpool": ("one", "in", "out", "cold_l2", "cold_l3"),
+    "avgpool": ("one", "in", "out", "cold_l2", "cold_l3"),
+    "gap": ("one", "in", "out", "cold_l2", "cold_l3"),
+    "softmax": ("one", "out", "cold_l2", "cold_l3"),
 }
-TRANSFER = frozenset({"in", "out", "params", "elems", "spill_l2", "spill_l3", "im2col"})
+#: Terms counting data moved (the rest is compute: the fixed cost and arithmetic). ``cold_*``: the
+#: share of L2 / L3 the previous layer's data filled (its maps and weights), which a small layer
+#: pays for in misses on everything else it touches (interpreter, dispatcher, its own weights):
+#: after a 150 MB dense layer even a 4096-element ReLU takes 50 us instead of 5. Only for layers
+#: whose own data fit in L2 (and not for convs): for bigger ones the refill is lost in their own
+#: streaming, and a fit would turn the term into a proxy for size.
+TRANSFER = frozenset({"in", "out", "params", "elems", "spill_l2", "spill_l3", "im2col", "cold_l2", "cold_l3"})
 #: Kinds predicted through another's model (``other``: an unknown layer, one generic op per output).
 ALIASES = {"other": "add"}
 
@@ -51,7 +57,7 @@ Dims = Mapping[str, float]
 
 def dims(kind: str, batch: int, in_shape: Sequence[int], out_shape: Sequence[int], *, params: int = 0,
          kernel: Sequence[int] = (), in_channels: int = 0, out_channels: int = 0, groups: int = 1,
-         in_elems: int | None = None) -> dict[str, float]:
+         in_elems: int | None = None, prev_bytes: float = 0.0) -> dict[str, float]:
     """The sizes the features are made of, for a layer run on ``batch`` images (``*_shape`` per image)."""
     n_in = float(in_elems if in_elems is not None else math.prod(in_shape))
     n_out = float(math.prod(out_shape)) if out_shape else 1.0
@@ -68,7 +74,7 @@ def dims(kind: str, batch: int, in_shape: Sequence[int], out_shape: Sequence[int
         macs = 0.0
     return {"batch": float(batch), "in": n_in * batch, "out": n_out * batch, "macs": macs * batch,
             "params": float(params), "im2col": out_spatial * cin * k * batch,
-            "elems": max(n_in, n_out) * batch, "kernel": k}
+            "elems": max(n_in, n_out) * batch, "kernel": k, "prev_bytes": float(prev_bytes)}
 
 
 def layer_dims(layer: Layer, batch: int) -> dict[str, float]:
@@ -77,16 +83,33 @@ def layer_dims(layer: Layer, batch: int) -> dict[str, float]:
     cin = int(a.get("in_channels") or 0)
     if layer.kind == "dense":
         cin = int(layer.macs // max(1, layer.out_elems)) if layer.macs else int(layer.in_elems)
+    prev_elems, prev_params = a.get("prev_footprint", (0, 0))
     return dims(layer.kind, batch, layer.in_shape, layer.out_shape, params=layer.params,
                 kernel=tuple(a.get("kernel") or ()), in_channels=cin, out_channels=int(a.get("out_channels") or 0),
-                groups=int(a.get("groups") or 1), in_elems=layer.in_elems)
+                groups=int(a.get("groups") or 1), in_elems=layer.in_elems,
+                prev_bytes=4.0 * (prev_elems * batch + prev_params))
+
+
+def mark_previous(layers: list[Layer]) -> list[Layer]:
+    """Record on each row what the row before it touched (``attrs["prev_footprint"]``: map elements per
+    image, parameters); the first row gets the last one's (the previous pass ran it last).
+
+    A ``Target.row_rules`` entry, so the per-row model sees its neighbour.
+    """
+    for i, layer in enumerate(layers):
+        prev = layers[i - 1] if layers else layer
+        layer.attrs["prev_footprint"] = (int(prev.in_elems + prev.out_elems), int(prev.params))
+    return layers
 
 
 def feature_vector(kind: str, d: Dims, caches: Mapping[str, float]) -> list[float]:
     """The values of ``FEATURES[kind]`` for sizes ``d`` (bytes are fp32: 4 per element)."""
     l2, l3 = float(caches.get("L2", 2**20)), float(caches.get("L3", 32 * 2**20))
     moved = 4.0 * (d["in"] + d["out"])
-    values = {**d, "one": 1.0, "spill_l2": max(0.0, moved - l2) / 4.0, "spill_l3": max(0.0, moved - l3) / 4.0}
+    prev = float(d.get("prev_bytes", 0.0))
+    values = {**d, "one": 1.0, "spill_l2": max(0.0, moved - l2) / 4.0, "spill_l3": max(0.0, moved - l3) / 4.0,
+              "cold_l2": min(1.0, prev / l2) if moved < l2 else 0.0,
+              "cold_l3": min(1.0, prev / l3) if moved < l2 else 0.0}
     return [float(values[name]) for name in FEATURES[kind]]
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hairlab.costmodel.hostfit import HostTime
+from hairlab.costmodel.hostfit import HostTime, mark_previous
 from hairlab.costmodel.target import Conventions, Target, common_options
 from hairlab.errors import HairlabError
 
@@ -72,7 +72,7 @@ def host(**options: Any) -> Target:
         generic_flops=pick("generic_flops", cal["generic_flops"]),
         layer_overhead_s=pick("layer_overhead_s", cal["layer_overhead_s"]),
         kind_rates=rates, kind_overheads=dict(cal.get("kind_overhead_s") or {}),
-        threads=cal["threads"], layer_time=layer_time,
+        threads=cal["threads"], layer_time=layer_time, row_rules=(mark_previous,) if fitted else (),
         # The calibration measures fp32 kernels only: another hardware.dtype is a one-line error.
         dtype_rates={"fp32": (pick("matrix_flops", cal["gemm_flops"]), pick("generic_flops", cal["generic_flops"]))},
         notes=(f"calibration {cal.get('measured_at', '?')} (load average {_load(cal.get('loadavg'))}), "
