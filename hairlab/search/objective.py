@@ -36,8 +36,8 @@ DIRECTIONS = {"maximize": "maximize", "minimize": "minimize", "max": "maximize",
 SELECTION = ("selection",)
 #: The fallbacks for a result without ``selection_metric`` (older runs): as in the sweep summary.
 SELECTION_FALLBACK = ("val/acc", "test/acc")
-#: Keys the cost model logs per target (``hw/<target>/<key>``).
-HW_KEYS = ("latency_s", "transfer_s", "compute_s", "ops", "params", "flops", "macs")
+#: Keys the cost model logs per target (``hw/<target>/<key>``; ``ops`` became ``flops`` in issue 12).
+HW_KEYS = ("latency_s", "transfer_s", "compute_s", "flops", "macs", "params")
 #: What to write, shown in every error.
 EXAMPLE = "e.g. objective=val/acc:maximize or objective='[val/acc:max,hw/paper2012/latency_s:min]'"
 
