@@ -304,7 +304,7 @@ def not_found(root: Path, how: str, reason: str) -> HairlabError:
 
 
 def build(*, num_classes: int, image_size: int, root: Any, train_size: int | None, test_size: int | None,
-          val_size: int | float, crop_padding: int, pad_mode: str, hflip: bool | str, cutout: int,
+          val_size: int | float, crop_padding: int, pad_mode: str = "zeros", hflip: bool | str, cutout: int = 0,
           normalize: bool, mean: list[float] | None, std: list[float] | None,
           download: bool, url: str, md5: str | None, workers: int) -> Any:
     """A :class:`~hairlab.data.tensor.TensorDataModule` of CIFAR-10 (options: ``Cifar10Options``)."""

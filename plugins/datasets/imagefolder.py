@@ -70,7 +70,7 @@ def _labelled(tree: Tree, split: str, classes: list[str]) -> list[tuple[str, int
 
 
 def build(*, num_classes: int, image_size: int, root: Any, train_size: int | None, test_size: int | None,
-          val_size: int | float, crop_padding: int, pad_mode: str, hflip: bool | str, cutout: int,
+          val_size: int | float, crop_padding: int, pad_mode: str = "zeros", hflip: bool | str, cutout: int = 0,
           normalize: bool, mean: list[float] | None, std: list[float] | None,
           in_memory: Any, max_memory_mb: int, workers: int, stats_images: int) -> Any:
     """A :class:`TensorDataModule` (small enough) or :class:`StreamDataModule` (too large).

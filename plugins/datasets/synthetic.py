@@ -32,7 +32,7 @@ def make_tensors(*, num_classes: int, image_size: int, channels: int, count: int
 
 def build(*, num_classes: int, image_size: int, channels: int, root: Any, train_size: int | None,
           test_size: int | None, val_size: int | float, num_train: int, num_test: int, noise: float, seed: int,
-          crop_padding: int, pad_mode: str, hflip: bool | str, cutout: int, normalize: bool,
+          crop_padding: int, pad_mode: str = "zeros", hflip: bool | str, cutout: int = 0, normalize: bool,
           mean: list[float] | None, std: list[float] | None) -> Any:
     """A :class:`~hairlab.data.tensor.TensorDataModule` of synthetic images (options: ``SyntheticOptions``)."""
     from hairlab.data.tensor import TensorDataModule
