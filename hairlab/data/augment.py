@@ -1,5 +1,10 @@
 """Per-batch augmentation and normalization on uint8 tensors, on the training device.
 
+Translate (a crop of the zero- or reflect-padded image) and horizontal flip (random, or
+alternating by epoch from per-example coins) in one gather, cutout as one mask, then
+normalization; :meth:`hairlab.data.base.BaseDataModule.augment` strings them together from the
+dataset options (docs/datasets.md#augmentation).
+
 Doing this on whole batches (one gather for crop and flip together, one fused multiply-add
 for normalization) costs a fraction of a millisecond per CIFAR batch, where per-image PIL
 transforms in DataLoader workers would cost more than the training step on a 2-core CPU.
