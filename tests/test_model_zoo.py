@@ -150,3 +150,13 @@ def test_groups_that_do_not_divide_the_channels_are_one_line_before_any_build() 
         plan_model(cfg, get_host())
     assert str(err.value) == ("model.stages[1]: groups=2 does not divide 29 input and 77 output channels; "
                               "choose groups dividing both (or widths divisible by groups)")
+
+
+def test_mobilenet_v2_residuals_are_costed() -> None:
+    """The block's shortcut adds (a functional ``x + y``) are rows of the cost model: 10 of 17 blocks."""
+    from collections import Counter
+
+    kinds = Counter(layer.kind for layer in extract_layers(_build("mobilenet_v2"), (3, 224, 224)))
+    assert kinds["add"] == 1 + 2 + 3 + 2 + 2  # the repeats after each stage's first block
+    assert (kinds["dwconv"], kinds["pwconv"], kinds["conv"], kinds["dense"]) == (17, 34, 1, 1)
+    assert kinds["relu"] == 35 and kinds["bn"] == 52  # linear projections: no activation after them
