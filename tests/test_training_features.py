@@ -413,3 +413,43 @@ def test_amp_choice_is_tagged_and_the_real_probe_measures(tmp_path: Path) -> Non
 def test_compile_trains(tmp_path: Path) -> None:
     result, rows, _ = run(make_cfg(tmp_path, epochs=1, compile=True), tmp_path / "run")
     assert result["status"] == "finished" and all(math.isfinite(r["train/loss"]) for r in rows if "train/loss" in r)
+
+
+def test_budget_progress_shows_the_budget_left() -> None:
+    import io
+
+    from rich.console import Console
+
+    from hairlab.training.progress import EpochProgress
+
+    out = io.StringIO()
+    bar = EpochProgress(True, Console(file=out, force_terminal=False, width=200), interval=0.0, position="")
+    bar.plan_time(lambda: 42.0)
+    bar.start(1, 0, 4)
+    bar.update(1, 1.5, 0.25, 100.0)
+    bar.stop()
+    line = out.getvalue()
+    assert "epoch 1  step 1  loss 1.5000" in line and "ETA job 42s" in line and "/0" not in line
+
+
+def test_hairlab_run_max_minutes_cli(tmp_path: Path) -> None:
+    """The real CLI with a budget of a few milliseconds: it ends by the budget whatever the machine's speed."""
+    from conftest import run_cli
+
+    from hairlab.tracking.base import read_metrics
+
+    out = tmp_path / "job"
+    proc = run_cli(["run", "model=hairnet_cifar", "dataset=synthetic", "dataset.num_train=64",
+                    "dataset.num_test=16", "trainer.batch_size=8", "trainer.max_minutes=0.0001",
+                    "trainer.schedule=onecycle", "trainer.ema=true", "tracking=local", "hw_targets=[]",
+                    f"hydra.run.dir={out}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    tags = json.loads((out / "tags.json").read_text())
+    assert tags["status"] == "FINISHED" and tags["hairlab.stop_reason"] == "max_minutes"
+    assert "evaluations and checkpoints not counted" in tags["hairlab.budget"] and tags["hairlab.amp"] in (
+        "fp32", "bf16")
+    text = proc.stdout + proc.stderr
+    assert "for 0.0001 min of training time (trainer.max_minutes; evaluations and checkpoints not counted)" in text
+    assert "stopped at step" in text and "max_minutes" in text
+    rows = [r for r in read_metrics(out) if "train/loss" in r]
+    assert rows and rows[-1]["time/train_s"] >= 0.006 and rows[-1]["time/total_s"] >= rows[-1]["time/train_s"]

@@ -294,6 +294,9 @@ class Engine:
         plan = getattr(self.progress, "plan", None)  # the job's ETA, where the progress display has one
         if callable(plan) and self.bounded:
             plan(self.total_steps, self.step)
+        elif callable(getattr(self.progress, "plan_time", None)) and self.budget.limit_s is not None:
+            limit = self.budget.limit_s
+            self.progress.plan_time(lambda: limit - self.budget.train.elapsed())  # training time left
         self.budget.total.start()
         if self.step == 0:  # fresh runs only: a resumed run's weights come from its checkpoint
             init_from_first_batch(self.model, lambda: self._batches("train", self.cfg.batch_size, train=True),

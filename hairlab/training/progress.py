@@ -99,10 +99,15 @@ class EpochProgress:
         self._began: tuple[float, int] | None = None  # (time, job steps) at the first start()
         self._epoch_began = 0.0
         self._last_line: float | None = None
+        self._time_left: Callable[[], float] | None = None
 
     def plan(self, total_steps: int, done: int = 0) -> None:
         """The job's step budget and the steps already done (a resumed job), for its ETA."""
         self._job_total, self._job_done = int(total_steps), int(done)
+
+    def plan_time(self, left_s: Callable[[], float]) -> None:
+        """A job that only a time budget ends (``trainer.max_minutes``): its ETA is the budget left."""
+        self._time_left = left_s
 
     def start(self, epoch: int, epochs: int, total: int) -> None:
         if not self.enabled:
@@ -121,7 +126,8 @@ class EpochProgress:
 
         where = f"{self.position}  " if self.position else ""
         self._progress = Progress(
-            TextColumn(f"{where}epoch {epoch}/{epochs}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn(f"{where}epoch {epoch}/{epochs}" if epochs else f"{where}epoch {epoch}"), BarColumn(),
+            MofNCompleteColumn(),
             TextColumn("{task.fields[stats]}"), TextColumn("{task.fields[eta]}"),
             console=self.console, refresh_per_second=2, transient=False,
         )
@@ -141,9 +147,10 @@ class EpochProgress:
             epoch, epochs, _ = self._epoch
             steps = self._job_done + done
             where = f"{self.position}  " if self.position else ""
-            job_total = self.job_total()
+            at = f"epoch {epoch}/{epochs}  step {steps:,}/{self.job_total():,}" if epochs else \
+                f"epoch {epoch}  step {steps:,}"
             self.console.print(
-                f"{where}epoch {epoch}/{epochs}  step {steps:,}/{job_total:,}  {stats}  {self._eta_text(now)}",
+                f"{where}{at}  {stats}  {self._eta_text(now)}",
                 highlight=False, markup=False, soft_wrap=True)
 
     def stop(self) -> None:
@@ -168,6 +175,8 @@ class EpochProgress:
 
     def eta_s(self, now: float | None = None) -> float | None:
         """Seconds left in the job at its rate so far in this process (evaluations included)."""
+        if self._time_left is not None:
+            return max(self._time_left(), 0.0)
         if self._began is None:
             return None
         now = self.clock() if now is None else now
