@@ -32,7 +32,7 @@ from typing import Any
 
 from hairlab.errors import HairlabError
 
-VERSION = 6
+VERSION = 7
 _allow_run = [True]
 
 

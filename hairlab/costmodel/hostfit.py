@@ -30,14 +30,14 @@ if TYPE_CHECKING:
 
 #: Feature names per kind (``one`` is the fixed cost). Terms in :data:`TRANSFER` count data moved.
 FEATURES: dict[str, tuple[str, ...]] = {
-    "conv": ("one", "macs", "out", "im2col", "in", "params"),
-    "pwconv": ("one", "macs", "out", "in", "params"),
-    "dwconv": ("one", "macs", "out", "in"),
+    "conv": ("one", "macs", "out", "im2col", "in", "params", "fresh"),
+    "pwconv": ("one", "macs", "out", "in", "params", "fresh"),
+    "dwconv": ("one", "macs", "out", "in", "fresh"),
     "dense": ("one", "macs", "params", "out", "cold_l2", "cold_l3"),
-    "bn": ("one", "elems", "spill_l2", "spill_l3", "cold_l2", "cold_l3"),
+    "bn": ("one", "elems", "spill_l2", "spill_l3", "cold_l2", "cold_l3", "fresh"),
     "relu": ("one", "elems", "spill_l2", "spill_l3", "cold_l2", "cold_l3"),
     "add": ("one", "elems", "spill_l2", "spill_l3", "cold_l2", "cold_l3"),
-    "maxpool": ("one", "in", "out", "cold_l2", "cold_l3"),
+    "maxpool": ("one", "in", "out", "cold_l2", "cold_l3", "fresh"),
     "avgpool": ("one", "in", "out", "cold_l2", "cold_l3"),
     "gap": ("one", "in", "out", "cold_l2", "cold_l3"),
     "softmax": ("one", "out", "cold_l2", "cold_l3"),
@@ -48,7 +48,12 @@ FEATURES: dict[str, tuple[str, ...]] = {
 #: after a 150 MB dense layer even a 4096-element ReLU takes 50 us instead of 5. Only for layers
 #: whose own data fit in L2 (and not for convs): for bigger ones the refill is lost in their own
 #: streaming, and a fit would turn the term into a proxy for size.
-TRANSFER = frozenset({"in", "out", "params", "elems", "spill_l2", "spill_l3", "im2col", "cold_l2", "cold_l3"})
+#: ``fresh``: output elements of a layer whose output is at least :data:`FRESH_BYTES`; such
+#: buffers are often newly mapped by the allocator and page-faulted on first write (at batch 8 a
+#: HairNet-ImageNet BN then takes 4x its twin of the same shape); the fit charges the average.
+TRANSFER = frozenset({"in", "out", "params", "elems", "spill_l2", "spill_l3", "im2col", "cold_l2", "cold_l3",
+                      "fresh"})
+FRESH_BYTES = 8 * 2**20
 #: Kinds predicted through another's model (``other``: an unknown layer, one generic op per output).
 ALIASES = {"other": "add"}
 
@@ -102,15 +107,17 @@ def mark_previous(layers: list[Layer]) -> list[Layer]:
     return layers
 
 
-def feature_vector(kind: str, d: Dims, caches: Mapping[str, float]) -> list[float]:
-    """The values of ``FEATURES[kind]`` for sizes ``d`` (bytes are fp32: 4 per element)."""
+def feature_vector(kind: str, d: Dims, caches: Mapping[str, float],
+                   names: Sequence[str] | None = None) -> list[float]:
+    """The values of ``names`` (default ``FEATURES[kind]``) for sizes ``d`` (fp32: 4 bytes per element)."""
     l2, l3 = float(caches.get("L2", 2**20)), float(caches.get("L3", 32 * 2**20))
     moved = 4.0 * (d["in"] + d["out"])
     prev = float(d.get("prev_bytes", 0.0))
     values = {**d, "one": 1.0, "spill_l2": max(0.0, moved - l2) / 4.0, "spill_l3": max(0.0, moved - l3) / 4.0,
               "cold_l2": min(1.0, prev / l2) if moved < l2 else 0.0,
-              "cold_l3": min(1.0, prev / l3) if moved < l2 else 0.0}
-    return [float(values[name]) for name in FEATURES[kind]]
+              "cold_l3": min(1.0, prev / l3) if moved < l2 else 0.0,
+              "fresh": d["out"] if 4.0 * d["out"] >= FRESH_BYTES else 0.0}
+    return [float(values[name]) for name in (names or FEATURES[kind])]
 
 
 def nnls_relative(rows: Sequence[Sequence[float]], times: Sequence[float]) -> list[float]:
@@ -176,7 +183,8 @@ def predict_parts(model: Mapping[str, Mapping[str, Any]], kind: str, d: Dims,
     if entry is None or kind not in FEATURES:
         return None
     transfer = compute = 0.0
-    for name, c, v in zip(entry["features"], entry["coef"], feature_vector(kind, d, caches), strict=True):
+    names = entry["features"]  # as fitted (a cache written by an older hairlab may differ from FEATURES)
+    for name, c, v in zip(names, entry["coef"], feature_vector(kind, d, caches, names), strict=True):
         if name in TRANSFER:
             transfer += c * v
         else:

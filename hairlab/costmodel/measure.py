@@ -1,22 +1,22 @@
 """Measured latency on the local device, per layer and in total, to set beside a prediction.
 
-**Per layer, each layer runs alone on its real input** (``method="alone"``, the default):
-during one forward pass a pre-hook on every leaf module calls that module, on the very
-tensors it is about to get (its real input, in the model's memory format, warm in cache as
-the previous layer left it), in a timed loop long enough (about 2 ms a sample) that the
-clock's own cost and the hook's are spread over many calls; the figure is the median of
-several such samples. This is the per-layer truth the host model is judged on, and the same
-timer (:func:`time_call`) calibrates it, so both sides see the same dispatch cost per call.
-Hooks bracketing each layer inside one forward pass (``method="hooks"``) are kept for
-comparison: their two clock reads and Python calls (a few microseconds) sit inside every
-figure, which for a 10 us BN or ReLU is 20-50% of it, and one sample per pass is noisy.
+**Per layer, in place** (``method="hooks"``, the default): a pre/post forward hook pair on every
+leaf module brackets it inside a real forward pass, so each layer is timed with the cache and
+allocator state the network really gives it (its input just written by the previous layer, its
+output freshly allocated and, for maps of megabytes, page-faulted); the figure is the median
+over ``repeats`` passes, minus the measured cost of an empty hook pair (:func:`hook_overhead`,
+an ``nn.Identity``'s figure: two clock reads and two Python calls, 2-3 us). The host
+calibration times its sweep the same way, so prediction and truth share one timer.
+``method="alone"`` runs each layer alone on its real input in a timed loop (:func:`time_call`);
+kept for comparison: alone, a layer finds its buffers hot and recycled, and on HairNet-ImageNet
+the layers then sum to only 55-70% of the measured total, so it is not the per-layer truth.
 
 **In total** the model runs without hooks, the median (and best) of ``repeats`` passes after a
 warm-up, with the spread (IQR / median) kept as the noise figure. With one CPU thread the
 clock is the thread's CPU time, which other processes on a shared machine cannot inflate;
-with more threads the figure is wall time (the worker threads' CPU time is not the
-latency), and the process's CPU time is kept beside it. The model runs in channels_last by
-default, as training runs it (``trainer.channels_last``).
+with more threads the figure is wall time (the worker threads' CPU time is not the latency),
+and the process's CPU time is kept beside it. The model runs in channels_last by default, as
+training runs it (``trainer.channels_last``); its memory format is restored afterwards.
 """
 
 from __future__ import annotations

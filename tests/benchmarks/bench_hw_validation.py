@@ -80,23 +80,31 @@ def plugin_host() -> Any:
 def run_case(model: Any, shape: tuple[int, int, int], name: str, batch: int, threads: int, host: Any,
              repeats: int) -> dict[str, Any]:
     from hairlab.costmodel.engine import estimate
+    from hairlab.costmodel.hostfit import layer_dims, mark_previous
     from hairlab.costmodel.layers import extract_layers
     from hairlab.costmodel.measure import attach, measure_model
 
     target = host.registry("hardware").create("host", threads=threads, batch_size=batch)
-    report = estimate(extract_layers(model, shape), target, model=name, input_shape=shape)
+    layers = extract_layers(model, shape)
+    report = estimate(layers, target, model=name, input_shape=shape)
+    # The sizes the host model saw per row (same row order: the host target fuses nothing by default).
+    dims = [layer_dims(r, batch) for r in mark_previous([x.copy() for x in layers])]
+    if len(dims) != len(report.rows):
+        dims = [{} for _ in report.rows]
     m = measure_model(model, shape, batch_size=batch, threads=threads, repeats=repeats)
     measured = attach(report, m)
     predicted = report.totals["latency_s"]
-    layers = [{"layer": r.layer_name, "module": r.module, "kind": r.kind, "predicted_s": r.total_time_s,
-               "measured_s": meas, "ratio": r.total_time_s / meas}
-              for r, meas in zip(report.rows, measured, strict=True) if meas]
+    rows = [{"layer": r.layer_name, "module": r.module, "kind": r.kind, "predicted_s": r.total_time_s,
+             "measured_s": meas, "ratio": r.total_time_s / meas if meas else None, "dims": d}
+            for r, meas, d in zip(report.rows, measured, dims, strict=True)]
+    layers = [x for x in rows if x["measured_s"]]
     return {"model": name, "batch": batch, "threads": threads, "predicted_s": predicted,
             "measured_s": m.total_median_s, "measured_best_s": m.total_s, "clock": m.clock,
             "wall_median_s": m.wall_median_s, "cpu_median_s": m.cpu_median_s, "noise_iqr": m.total_iqr,
             "wall_noise_iqr": m.wall_iqr, "ratio": predicted / m.total_median_s,
             "layer_sum_over_total": sum(x["measured_s"] for x in layers) / m.total_median_s,
-            "loadavg": m.loadavg, "layers": layers, "calibration": list(target.notes)}
+            "loadavg": m.loadavg, "layers": layers, "unmeasured_rows": len(rows) - len(layers),
+            "calibration": list(target.notes)}
 
 
 def summarize(cases: list[dict[str, Any]]) -> dict[str, Any]:
