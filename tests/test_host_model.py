@@ -29,7 +29,7 @@ def _conv_dims(rng: random.Random) -> dict[str, float]:
 def test_fit_recovers_known_parameters_from_synthetic_timings() -> None:
     """Timings made from known costs (one of them zero) give those costs back."""
     rng = random.Random(0)
-    truth = {"one": 2e-5, "macs": 3e-11, "out": 4e-10, "im2col": 1e-10, "in": 0.0, "params": 2e-9}
+    truth = {"one": 2e-5, "macs": 3e-11, "out": 4e-10, "im2col": 1e-10, "in": 0.0, "params": 2e-9, "fresh": 5e-10}
     coef = [truth[f] for f in hostfit.FEATURES["conv"]]
     samples = []
     for _ in range(40):
@@ -93,6 +93,7 @@ def test_quick_calibration_records_its_facts_and_fits_every_kind(tmp_path: Path,
     assert data["measured_at"] and "before" in data["loadavgs"] and data["seconds"] > 0
     assert {"conv", "pwconv", "dwconv", "dense", "bn", "relu", "maxpool", "gap", "softmax"} <= set(data["fit"])
     assert all(v > 0 for v in data["bandwidths"].values()) and data["bandwidth"] == data["bandwidths"]["DRAM"]
+    assert data["page_fault_s_per_byte"] >= 0 and data["fresh_map_bytes"] == calibrate.FRESH_MAP_BYTES
     assert "quick" in Path(data["cache_file"]).name
 
 
@@ -151,3 +152,15 @@ def test_hw_report_on_the_host_through_the_cli(tmp_path: Path) -> None:
     assert "fitted per kind" in data["target"]["mode"] and data["totals"]["latency_s"] > 0
     assert all(row["total_time_s"] > 0 for row in data["layers"])
     assert data["target"]["kind_rates"]["dwconv"] > 0 and data["target"]["bus_bandwidth"] > 0
+
+
+def test_fresh_maps_cost_their_page_faults_from_the_threshold_on() -> None:
+    """Outputs the allocator maps fresh (32 MiB and more) pay the probe's fault cost; in-place ReLUs never."""
+    big = hostfit.dims("bn", 8, (32, 224, 224), (32, 224, 224))  # 51 MB at batch 8
+    small = hostfit.dims("bn", 1, (32, 224, 224), (32, 224, 224))
+    fresh = (float(calibrate.FRESH_MAP_BYTES), 1e-9)
+    assert hostfit.fresh_map_s("bn", big, fresh) == pytest.approx(4 * big["out"] * 1e-9)
+    assert hostfit.fresh_map_s("bn", small, fresh) == 0.0
+    assert hostfit.fresh_map_s("relu", big, fresh) == 0.0 and hostfit.fresh_map_s("bn", big, None) == 0.0
+    fit = {"bn": {"features": ["one"], "coef": [1e-5]}}
+    assert hostfit.predict_parts(fit, "bn", big, CACHES, fresh) == pytest.approx((4 * big["out"] * 1e-9, 1e-5))

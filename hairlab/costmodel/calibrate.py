@@ -32,7 +32,7 @@ from typing import Any
 
 from hairlab.errors import HairlabError
 
-VERSION = 7
+VERSION = 8
 _allow_run = [True]
 
 
@@ -197,6 +197,30 @@ def bandwidth_probe(nbytes: int, clock: Callable[[], float], repeats: int = 7) -
     return 2 * src.numel() * 4 / t
 
 
+#: glibc's malloc maps blocks of this size and more on their own, whatever its dynamic threshold.
+FRESH_MAP_BYTES = 32 * 2**20
+
+
+def fault_probe(clock: Callable[[], float], nbytes: int, repeats: int = 5) -> float:
+    """Seconds per byte of first-touching a freshly mapped buffer (page faults), beyond writing it again."""
+    import statistics
+
+    import torch
+
+    n = max(1, nbytes // 4)
+    first, again = [], []
+    for _ in range(repeats):
+        t0 = clock()
+        buf = torch.empty(n)
+        buf.fill_(1.0)
+        first.append(clock() - t0)
+        t0 = clock()
+        buf.fill_(2.0)
+        again.append(clock() - t0)
+        del buf
+    return max(0.0, statistics.median(first) - statistics.median(again)) / (4 * n)
+
+
 def probe_buffers(nbytes: int) -> tuple[Any, Any]:
     """Source and destination of the copy probe, both written (fp32, ``nbytes`` each)."""
     import torch
@@ -215,7 +239,7 @@ def measure(threads: int | None = None, quick: bool = False) -> dict[str, Any]:
     """
     import torch
 
-    from hairlab.costmodel.hostfit import fit
+    from hairlab.costmodel.hostfit import fit, fresh_map_s
     from hairlab.costmodel.layers import extract_layers
 
     threads = threads or torch.get_num_threads()
@@ -245,8 +269,12 @@ def measure(threads: int | None = None, quick: bool = False) -> dict[str, Any]:
                     samples += _chain_samples(model, (dspec[0],), batch, threads, passes)
             sizes = {"L2": caches.get("L2", 2**20) // 4, "L3": llc // 4, "DRAM": (1 if quick else 4) * llc}
             bandwidths = {level: bandwidth_probe(int(size), clock, 3 if quick else 7) for level, size in sizes.items()}
+            fault_s = fault_probe(clock, 2 * FRESH_MAP_BYTES, 3 if quick else 5)
     finally:
         torch.set_num_threads(old)
+    for s in samples:  # what fresh maps cost is the probe's, not the fit's
+        extra = fresh_map_s(s["kind"], s["dims"], (FRESH_MAP_BYTES, fault_s))
+        s["time_s"] = max(s["time_s"] - extra, 0.1 * s["time_s"])
     model_fit = fit(samples, caches)
     rates = _rates(samples)
     overheads = {k: v["coef"][0] for k, v in model_fit.items() if v["features"][0] == "one"}
@@ -264,6 +292,7 @@ def measure(threads: int | None = None, quick: bool = False) -> dict[str, Any]:
         "bandwidth": bandwidths["DRAM"], "bandwidths": bandwidths,
         "layer_overhead_s": sorted(overheads.values())[len(overheads) // 2] if overheads else 0.0,
         "kind_overhead_s": overheads, "caches": caches, "fit": model_fit, "samples": samples,
+        "fresh_map_bytes": FRESH_MAP_BYTES, "page_fault_s_per_byte": fault_s,
     }
 
 

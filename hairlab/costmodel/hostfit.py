@@ -170,11 +170,25 @@ def fit(samples: Sequence[Mapping[str, Any]], caches: Mapping[str, float]) -> di
     return out
 
 
+def fresh_map_s(kind: str, d: Dims, fresh: tuple[float, float] | None) -> float:
+    """Page faults of an output buffer the allocator maps fresh: ``fresh = (bytes from, s per byte)``.
+
+    glibc's malloc serves blocks of 32 MiB and more with their own ``mmap`` whatever its dynamic
+    threshold, so every such output is new memory, faulted page by page on its first write (0.6 ns
+    a byte here: a 51 MB map at batch 8 costs 32 ms more than its kernel). Measured by a probe, not
+    fitted: the calibration's chains stay below that size. ReLUs are taken to run in place.
+    """
+    if fresh is None or kind == "relu":
+        return 0.0
+    out_bytes = 4.0 * d["out"]
+    return fresh[1] * out_bytes if out_bytes >= fresh[0] else 0.0
+
+
 def predict_parts(model: Mapping[str, Mapping[str, Any]], kind: str, d: Dims,
-                  caches: Mapping[str, float]) -> tuple[float, float] | None:
+                  caches: Mapping[str, float], fresh: tuple[float, float] | None = None) -> tuple[float, float] | None:
     """``(transfer_s, compute_s)`` of one layer from the fitted ``model``, or None for a kind it lacks."""
     if kind == "bn_relu":
-        parts = [predict_parts(model, k, d, caches) for k in ("bn", "relu")]
+        parts = [predict_parts(model, k, d, caches, fresh if k == "bn" else None) for k in ("bn", "relu")]
         if None in parts:
             return None
         return (sum(p[0] for p in parts if p), sum(p[1] for p in parts if p))
@@ -182,7 +196,7 @@ def predict_parts(model: Mapping[str, Mapping[str, Any]], kind: str, d: Dims,
     entry = model.get(kind)
     if entry is None or kind not in FEATURES:
         return None
-    transfer = compute = 0.0
+    transfer, compute = fresh_map_s(kind, d, fresh), 0.0
     names = entry["features"]  # as fitted (a cache written by an older hairlab may differ from FEATURES)
     for name, c, v in zip(names, entry["coef"], feature_vector(kind, d, caches, names), strict=True):
         if name in TRANSFER:
@@ -198,10 +212,12 @@ class HostTime:
     A small class rather than a closure, so a target holding it still pickles.
     """
 
-    def __init__(self, model: Mapping[str, Mapping[str, Any]], caches: Mapping[str, float]) -> None:
+    def __init__(self, model: Mapping[str, Mapping[str, Any]], caches: Mapping[str, float],
+                 fresh: tuple[float, float] | None = None) -> None:
         self.model = {k: dict(v) for k, v in model.items()}
         self.caches = dict(caches)
+        self.fresh = fresh
 
     def __call__(self, layer: Layer, batch: int, transfer_s: float, compute_s: float) -> tuple[float, float]:
-        parts = predict_parts(self.model, layer.kind, layer_dims(layer, batch), self.caches)
+        parts = predict_parts(self.model, layer.kind, layer_dims(layer, batch), self.caches, self.fresh)
         return parts if parts is not None else (transfer_s, compute_s)

@@ -60,7 +60,8 @@ def host(**options: Any) -> Target:
     # A rate given on the command line means the rate model: the fit would ignore it.
     overridden = any(v is not None for v in given.values())
     fitted = cal.get("fit") if time_model == "fitted" and not overridden else None
-    layer_time = HostTime(fitted, caches) if fitted else None
+    fresh = (float(cal["fresh_map_bytes"]), float(cal["page_fault_s_per_byte"])) if "fresh_map_bytes" in cal else None
+    layer_time = HostTime(fitted, caches, fresh) if fitted else None
     rates.update({k: float(v) for k, v in (cal.get("rates") or {}).items()
                   if k not in rates and k not in ("dense",)})
     return Target(
