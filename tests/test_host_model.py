@@ -94,6 +94,7 @@ def test_quick_calibration_records_its_facts_and_fits_every_kind(tmp_path: Path,
     assert {"conv", "pwconv", "dwconv", "dense", "bn", "relu", "maxpool", "gap", "softmax"} <= set(data["fit"])
     assert all(v > 0 for v in data["bandwidths"].values()) and data["bandwidth"] == data["bandwidths"]["DRAM"]
     assert data["page_fault_s_per_byte"] >= 0 and data["fresh_map_bytes"] == calibrate.FRESH_MAP_BYTES
+    assert data["runs"] >= 2 and data["runs_skipped_over_budget"] == 0
     assert "quick" in Path(data["cache_file"]).name
 
 
