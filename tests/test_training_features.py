@@ -453,3 +453,20 @@ def test_hairlab_run_max_minutes_cli(tmp_path: Path) -> None:
     assert "stopped at step" in text and "max_minutes" in text
     rows = [r for r in read_metrics(out) if "train/loss" in r]
     assert rows and rows[-1]["time/train_s"] >= 0.006 and rows[-1]["time/total_s"] >= rows[-1]["time/train_s"]
+
+
+def test_lookahead_syncs_the_trained_weights_to_the_average(host: PluginHost) -> None:
+    model = _net()
+    avg = WeightAverage(model, EMAConfig(decay=0.5, lookahead=True))
+    avg.update(model, 1, _never)
+    _shift(model, 1.0)
+    before = model[0].weight.clone()
+    avg.update(model, 2, _never)
+    assert torch.allclose(model[0].weight, before - 0.5)  # halfway back: slow + alpha (fast - slow)
+    assert torch.equal(model[0].weight, avg.averaged.module[0].weight)
+    assert torch.equal(model[1].running_mean, avg.averaged.module[1].running_mean)
+    plain, ahead = engine(host, ema={"decay": 0.5, "every": 2}), engine(host, ema={"decay": 0.5, "every": 2,
+                                                                                    "lookahead": True})
+    plain.fit(), ahead.fit()
+    assert not torch.equal(next(plain.model.parameters()), next(ahead.model.parameters()))  # training changed
+    assert "Lookahead" in EMAConfig(lookahead=True).describe()

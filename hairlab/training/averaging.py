@@ -13,6 +13,10 @@ Neither recomputes the statistics for the averaged weights (``swa_utils.update_b
 the training data, too dear to do at every evaluation).
 
 Until the first update (``warmup``), the raw model is the one evaluated.
+
+``lookahead=true`` copies the average back into the trained weights at every update: Lookahead
+(Zhang et al. 2019) with k = ``every`` and alpha = 1 - decay, as airbench94 runs it (the
+optimizer's state is kept, as in the paper; with ``buffers=average`` BN statistics are synced too).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class EMAConfig:
                              "budget under trainer.max_minutes); until then the raw weights are evaluated")
     buffers: Literal["average", "copy"] = opt(
         "average", "BN running statistics: average them like the weights, or copy the raw model's")
+    lookahead: bool = opt(False, "copy the average back into the trained weights at every update (Lookahead: "
+                                 "k = every, alpha = 1 - decay)")
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.decay <= 1.0:
@@ -59,7 +65,8 @@ class EMAConfig:
     def describe(self) -> str:
         start = (f"from {self.warmup:.0%} of the run" if 0 < self.warmup < 1
                  else f"from step {int(self.warmup)}" if self.warmup else "from step 1")
-        return (f"EMA of the weights (decay {self.per_update():.4g} every {self.every} steps, {start}, "
+        what = "Lookahead average" if self.lookahead else "EMA of the weights"
+        return (f"{what} (decay {self.per_update():.4g} every {self.every} steps, {start}, "
                 f"BN statistics {'averaged' if self.buffers == 'average' else 'copied'})")
 
 
@@ -101,6 +108,23 @@ class WeightAverage:
     def update(self, model: Any, step: int, progress: Callable[[int], float]) -> None:
         if self.due(step, progress):
             self.averaged.update_parameters(model)
+            if self.cfg.lookahead:
+                self._sync_back(model)
+
+    def _sync_back(self, model: Any) -> None:
+        """Lookahead: the trained weights restart from the average (floating-point tensors only)."""
+        import itertools
+
+        import torch
+
+        average, trained = self.averaged.module, model
+        pairs: Any = zip(average.parameters(), trained.parameters(), strict=True)
+        if self.cfg.buffers == "average":
+            pairs = itertools.chain(pairs, zip(average.buffers(), trained.buffers(), strict=True))
+        with torch.no_grad():
+            for a, t in pairs:
+                if t.is_floating_point():
+                    t.copy_(a)
 
     def model(self, raw: Any) -> Any:
         """The model to evaluate: the average once it has begun, else ``raw``."""
