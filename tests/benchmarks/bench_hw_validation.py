@@ -143,14 +143,14 @@ def markdown(result: dict[str, Any]) -> str:
                          "of layers" for t, v in s["by_threads"].items()),
              "",
              "| model | batch | threads | predicted ms | measured ms (median) | clock | noise (IQR/median) "
-             "| predicted/measured | layers within 25% | wall ms | load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| predicted/measured | layers within 25% | wall ms | process CPU ms | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in result["cases"]:
         lw = sum(abs(x["ratio"] - 1) <= LAYER_TOL for x in c["layers"]) / max(1, len(c["layers"]))
         load = f"{c['loadavg'][0]:.2f}" if c["loadavg"] else "?"
         lines.append(f"| {c['model']} | {c['batch']} | {c['threads']} | {c['predicted_s'] * 1e3:.3f} | "
                      f"{c['measured_s'] * 1e3:.3f} | {c['clock']} | {c['noise_iqr']:.1%} | {c['ratio']:.2f} | "
-                     f"{lw:.0%} | {c['wall_median_s'] * 1e3:.3f} | {load} |")
+                     f"{lw:.0%} | {c['wall_median_s'] * 1e3:.3f} | {c['cpu_median_s'] * 1e3:.3f} | {load} |")
     lines += ["", "| kind | layers | within 25% | median predicted/measured | worst | worst layer |",
               "|---|---|---|---|---|---|"]
     for kind, k in s["by_kind"].items():
