@@ -148,7 +148,7 @@ def hairlab_hardware() -> list[Entry]:
               "mode=corrected (default) counts any model right; mode=faithful reproduces the appendix (0.177 s).",
               Paper2012Options),
         Entry("host", _host,
-              "This machine's CPU: GEMM, element-wise and memory rates measured with torch, cached.\n"
+              "This machine's CPU: a per-kind time model fitted on in-place layer timings (torch, cached per thread).\n"
               "Pair with `hw-report --measure` to see prediction error per layer.", HostOptions),
         Entry("h100_sxm", _h100_sxm,
               "NVIDIA H100 SXM5 from its datasheet: 3.35 TB/s HBM3, 50 MB L2, dense tensor cores 989 TFLOPS "
