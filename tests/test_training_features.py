@@ -470,3 +470,19 @@ def test_lookahead_syncs_the_trained_weights_to_the_average(host: PluginHost) ->
     plain.fit(), ahead.fit()
     assert not torch.equal(next(plain.model.parameters()), next(ahead.model.parameters()))  # training changed
     assert "Lookahead" in EMAConfig(lookahead=True).describe()
+
+
+@pytest.mark.slow
+def test_budget_under_torchrun_stops_every_rank_at_the_same_step(tmp_path: Path) -> None:
+    """Each rank reads its own clock; the engine takes the largest, so no rank waits on one that stopped."""
+    from test_distributed import _torchrun
+
+    from hairlab.tracking.base import read_metrics
+
+    proc = _torchrun(tmp_path, "ddp", "trainer.epochs=null", "trainer.max_minutes=0.003", "trainer.log_every=1",
+                     "tracking=local")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tags = json.loads((tmp_path / "ddp" / "tags.json").read_text())
+    assert tags["hairlab.stop_reason"] == "max_minutes" and tags["world_size"] == "2"
+    rows = [r for r in read_metrics(tmp_path / "ddp") if "train/loss" in r]
+    assert rows and rows[-1]["time/train_s"] >= 0.18

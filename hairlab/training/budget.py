@@ -14,6 +14,7 @@ starting a new one.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 #: The stop reason (``hairlab.stop_reason``) of a run whose budget ended.
@@ -56,22 +57,31 @@ class Budget:
         self.limit_s = None if max_minutes is None else float(max_minutes) * 60.0
         self.train = Stopwatch()
         self.total = Stopwatch()
+        #: training seconds at the last :meth:`tick`: what the schedule and the stop decision read
+        self.seen = 0.0
+
+    def tick(self, agree: Callable[[float], float] | None = None) -> None:
+        """Read the training clock once per step; ``agree`` makes every rank use the same value
+        (the largest) under torchrun, so all ranks schedule alike and stop at the same step."""
+        value = self.train.elapsed()
+        self.seen = agree(value) if agree is not None else value
 
     def fraction(self) -> float:
-        """Share of the budget used, in [0, 1] (0 without a budget)."""
+        """Share of the budget used at the last tick, in [0, 1] (0 without a budget)."""
         if not self.limit_s:
             return 0.0
-        return min(self.train.elapsed() / self.limit_s, 1.0)
+        return min(self.seen / self.limit_s, 1.0)
 
     def spent(self) -> bool:
-        return self.limit_s is not None and self.train.elapsed() >= self.limit_s
+        return self.limit_s is not None and self.seen >= self.limit_s
 
     def state(self) -> dict[str, Any]:
         return {"train_s": self.train.elapsed(), "total_s": self.total.elapsed(), "limit_s": self.limit_s}
 
     def restore(self, state: dict[str, Any] | None) -> None:
-        """Continue the clocks of a killed run (its budget stays the one it was started with)."""
+        """Continue the clocks of a killed run from its last checkpoint."""
         if not state:
             return
         self.train = Stopwatch(float(state.get("train_s", 0.0)))
         self.total = Stopwatch(float(state.get("total_s", 0.0)))
+        self.seen = self.train.acc

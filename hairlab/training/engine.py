@@ -419,6 +419,8 @@ class Engine:
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
+        if self.budget.limit_s is not None:
+            self.budget.tick(self._agree if self.world.size > 1 else None)  # what the schedule reads next
         self.scheduler.step()
         return out, loss
 
@@ -489,6 +491,15 @@ class Engine:
         self.progress.summary(f"step {self.step}{of}  {self._figures(metrics, since)}")
         window["start"] = time.perf_counter()  # evaluation time is not training time
         self._eval_s += window["start"] - began
+
+    def _agree(self, seconds: float) -> float:
+        """The largest of every rank's training seconds (one scalar all-reduce per step, budget runs only)."""
+        torch = self.torch
+        import torch.distributed as dist
+
+        value = torch.tensor([seconds], dtype=torch.float64, device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return float(value.item())
 
     def _clocks(self) -> dict[str, float]:
         """Training seconds so far (the budget's clock) and the fit's wall seconds with evaluations."""
