@@ -32,7 +32,7 @@ from typing import Any
 
 from hairlab.errors import HairlabError
 
-VERSION = 8
+VERSION = 9
 _allow_run = [True]
 
 
@@ -141,6 +141,10 @@ def _chain(cin: int, cout: int, hw: int, k: int, stride: int, groups: int, cpw: 
         nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
         nn.Conv2d(cout, cpw, 1, bias=False), nn.BatchNorm2d(cpw), nn.ReLU(inplace=True),
     ]
+    # A second depthwise separable block at the same size: its layers follow layers of their own
+    # size, as most layers of a network do (the first block's follow a jump in size).
+    layers += [nn.Conv2d(cpw, cpw, 3, padding=1, groups=cpw, bias=False), nn.BatchNorm2d(cpw), nn.ReLU(inplace=True),
+               nn.Conv2d(cpw, cpw, 1, bias=False), nn.BatchNorm2d(cpw), nn.ReLU(inplace=True)]
     side = hw // stride // (1 + (hw >= 56 and stride == 1))
     if side >= 4:
         layers.append(nn.MaxPool2d(2) if side % 4 else nn.MaxPool2d(3, 2, 1))
