@@ -12,7 +12,11 @@ steps that ran side by side (ratio = baseline step time / variant step time: > 1
 This is what ``trainer.amp=auto`` (:mod:`hairlab.training.precision`) decides on in a smaller
 form, and what the docs' Performance section quotes.
 
-Run: ``python tests/benchmarks/bench_precision.py [--steps N] [--rounds R] [--no-compile]``; one JSON line.
+On a CPU without bf16 kernels (AVX2 only) the bf16 variants are skipped unless ``--variants all``:
+oneDNN emulates them at a few times fp32's step time (docs/training.md has the figures).
+
+Run: ``python tests/benchmarks/bench_precision.py [--steps N] [--rounds R] [--no-compile] [--variants ...]``;
+one JSON line.
 """
 
 from __future__ import annotations
@@ -80,10 +84,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-compile", action="store_true")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset (the baseline "
-                                                                        "always runs)")
+    parser.add_argument("--variants", default="auto", help="comma-separated subset (the baseline always runs), "
+                        "all, or auto = all but bf16 on a CPU without bf16 kernels (emulated: minutes a step)")
     args = parser.parse_args()
-    chosen = {"fp32_cl", *args.variants.split(",")}
+    kernels = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if args.variants == "auto":
+        chosen = {n for n, (bf16, _, _) in VARIANTS.items() if kernels or not bf16}
+    elif args.variants == "all":
+        chosen = set(VARIANTS)
+    else:
+        chosen = {"fp32_cl", *args.variants.split(",")}
     names = [n for n in VARIANTS if n in chosen and not (args.no_compile and VARIANTS[n][2])]
     loops: dict[str, Loop] = {}
     compile_error = None
@@ -112,7 +122,8 @@ def main() -> None:
     out: dict[str, Any] = {
         "model": "hairnet_cifar", "batch": BATCH, "steps_per_round": args.steps, "rounds": args.rounds,
         "cpu": cpu, "flags": flags, "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "bf16_kernels": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+        "bf16_kernels": kernels,
+        "skipped": [n for n in VARIANTS if n not in loops],
         "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "baseline_img_s": round(BATCH / statistics.median(t for r in times[base] for t in r), 1),
         "img_s": {n: round(BATCH / statistics.median(t for r in times[n] for t in r), 1) for n in loops},
