@@ -58,6 +58,8 @@ FRESH_BYTES = 8 * 2**20
 ALIASES = {"other": "add"}
 
 Dims = Mapping[str, float]
+#: Trimmed refits: rounds, and the share of samples (best fitted first) each keeps.
+TRIM_ROUNDS, TRIM_KEEP = 2, 0.8
 
 
 def dims(kind: str, batch: int, in_shape: Sequence[int], out_shape: Sequence[int], *, params: int = 0,
@@ -162,11 +164,21 @@ def fit(samples: Sequence[Mapping[str, Any]], caches: Mapping[str, float]) -> di
     for kind, items in by_kind.items():
         rows = [feature_vector(kind, s["dims"], caches) for s in items]
         times = [float(s["time_s"]) for s in items]
-        coef = nnls_relative(rows, times)
-        errs = sorted(abs(sum(c * v for c, v in zip(coef, r, strict=True)) / t - 1) for r, t in
-                      zip(rows, times, strict=True))
-        out[kind] = {"features": list(FEATURES[kind]), "coef": coef, "n": len(items),
-                     "median_rel_err": errs[len(errs) // 2]}
+        keep = list(range(len(items)))
+        for _ in range(1 + TRIM_ROUNDS):
+            coef = nnls_relative([rows[i] for i in keep], [times[i] for i in keep])
+            errs = [abs(sum(c * v for c, v in zip(coef, r, strict=True)) / t - 1) for r, t in
+                    zip(rows, times, strict=True)]
+            # Trimmed refit: a timing the OS interrupted (wall clock, a busy machine) is an outlier
+            # that a least-squares fit would chase; drop the worst fifth (never the last few).
+            cut = max(sorted(errs)[int(TRIM_KEEP * (len(errs) - 1))], 0.1)
+            kept = [i for i, e in enumerate(errs) if e <= cut]
+            if len(kept) < len(FEATURES[kind]) + 2 or kept == keep:
+                break
+            keep = kept
+        ordered = sorted(errs)
+        out[kind] = {"features": list(FEATURES[kind]), "coef": coef, "n": len(items), "n_fitted": len(keep),
+                     "median_rel_err": ordered[len(ordered) // 2]}
     return out
 
 

@@ -193,7 +193,9 @@ def main() -> None:
     for t in threads:
         log(f"calibration for {t} thread(s) ({'refresh' if args.refresh else 'cached if present'})")
         cal = calibration(t, refresh=args.refresh)
-        log(f"  calibration {cal.get('measured_at')} took {cal.get('seconds', '?')} s, load {cal.get('loadavg')}")
+        errs = {k: round(v.get("median_rel_err", 0), 2) for k, v in (cal.get("fit") or {}).items()}
+        log(f"  calibration {cal.get('measured_at')} took {cal.get('seconds', '?')} s, load {cal.get('loadavg')}; "
+            f"median fit error on its own samples per kind {errs} (above ~0.4: too noisy to trust)")
         for name, (model, shape) in models.items():
             for b in batches:
                 case = run_case(model, shape, name, b, t, host, args.repeats)
