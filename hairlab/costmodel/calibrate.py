@@ -32,7 +32,7 @@ from typing import Any
 
 from hairlab.errors import HairlabError
 
-VERSION = 9
+VERSION = 10
 _allow_run = [True]
 
 
