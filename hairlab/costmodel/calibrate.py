@@ -32,7 +32,7 @@ from typing import Any
 
 from hairlab.errors import HairlabError
 
-VERSION = 10
+VERSION = 11
 _allow_run = [True]
 
 
