@@ -8,14 +8,13 @@ from typing import Any
 import pytest
 import torch
 from omegaconf import OmegaConf
+from test_training import killed_after_first_checkpoint, run, untimed
 
 from hairlab.data.augment import alternate_flips, crop_flip, cutout, pad
 from hairlab.data.tensor import TensorDataModule
 from hairlab.errors import HairlabError
-from hairlab.plugin_manager import get_host, registry
-from hairlab.tracking.base import LocalTracker, read_metrics
+from hairlab.plugin_manager import registry
 from hairlab.training import checkpoint as ckpt
-from hairlab.training.job import train_job
 
 
 def _images(n: int = 16, c: int = 3, h: int = 6, w: int = 7, seed: int = 0) -> torch.Tensor:
@@ -217,12 +216,7 @@ def _cfg(tmp: Path, **trainer: Any) -> Any:
 
 
 def _run(cfg: Any, directory: Path) -> list[dict]:
-    tracker = LocalTracker(directory)
-    try:
-        train_job(cfg, tracker, get_host())
-    finally:
-        tracker.close()
-    return [{k: v for k, v in r.items() if not k.startswith(("time", "throughput"))} for r in read_metrics(directory)]
+    return untimed(run(cfg, directory)[1])
 
 
 def test_the_engine_gives_its_epoch_and_a_resumed_run_augments_as_the_uninterrupted_one(
@@ -237,16 +231,8 @@ def test_the_engine_gives_its_epoch_and_a_resumed_run_augments_as_the_uninterrup
     monkeypatch.setattr(TensorDataModule, "train_batches", spy)
     full = _run(_cfg(tmp_path / "full"), tmp_path / "full")
     assert epochs[-3:] == [1, 2, 3]
-    real_save = ckpt.save
-
-    def save_then_die(path: Path, state: dict) -> Path:
-        real_save(path, state)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(ckpt, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_after_first_checkpoint(monkeypatch):
         _run(_cfg(tmp_path / "killed"), tmp_path / "killed")
-    monkeypatch.setattr(ckpt, "save", real_save)
     epochs.clear()
     resumed = _run(_cfg(tmp_path / "resumed", resume=str(tmp_path / "killed" / "ckpt")), tmp_path / "resumed")
     assert epochs[-2:] == [2, 3]

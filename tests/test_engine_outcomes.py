@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import torch
-from test_training import make_cfg, run, untimed
+from test_training import killed_after_first_checkpoint, make_cfg, run, untimed
 
 import hairlab.training.progress as progress_module
 from hairlab.errors import HairlabError
@@ -243,23 +243,12 @@ def test_a_resumed_run_stops_early_where_the_uninterrupted_one_did(tmp_path: Pat
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed after epoch 1 (2 points without improvement so far), resumed: it stops at step 4 all the same,
     and keeps best.pt from the first run."""
-    from hairlab.training import checkpoint as ckpt
-
     def cfg(name: str, **extra: Any) -> Any:
         return make_cfg(tmp_path / name, epochs=4, eval_every=1, checkpoint="both",
                         early_stop={"patience": 3, "min_delta": 0.5}, **extra)
     full, full_rows, _ = run(cfg("full"), tmp_path / "full")
-    real_save = ckpt.save
-
-    def save_then_die(path: Path, state: dict) -> Path:
-        real_save(path, state)
-        if path.name == ckpt.LAST:
-            raise KeyboardInterrupt  # killed right after the first epoch's checkpoint
-        return path
-    monkeypatch.setattr(ckpt, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_after_first_checkpoint(monkeypatch):
         run(cfg("killed"), tmp_path / "killed")
-    monkeypatch.setattr(ckpt, "save", real_save)
     result, rows, _ = run(cfg("resumed", resume=str(tmp_path / "killed" / "ckpt")), tmp_path / "resumed")
     assert full["step"] == result["step"] == 4 and result["stop_reason"] == full["stop_reason"]
     assert untimed(points(rows)) == untimed(points(full_rows))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,25 @@ def run(cfg: Any, directory: Path) -> tuple[dict, list[dict], LocalTracker]:
 
 def untimed(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+@contextlib.contextmanager
+def killed_after_first_checkpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The job inside is killed (KeyboardInterrupt) right after it writes its first last.pt, as a
+    Ctrl-C between epochs would; the block expects that interrupt and restores the real save."""
+    real_save = ckpt.save
+
+    def save_then_die(path: Path, state: dict) -> Path:
+        real_save(path, state)
+        if path.name == ckpt.LAST:
+            raise KeyboardInterrupt
+        return path
+    monkeypatch.setattr(ckpt, "save", save_then_die)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        monkeypatch.setattr(ckpt, "save", real_save)
 
 
 class TinyData:
@@ -116,15 +137,8 @@ def test_same_config_and_seed_give_identical_metrics(tmp_path: Path) -> None:
 def test_resume_after_a_kill_continues_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _, full, _ = run(make_cfg(tmp_path / "full", epochs=3), tmp_path / "full")
 
-    real_save = ckpt.save
-
-    def save_then_die(path: Path, state: dict) -> Path:
-        real_save(path, state)
-        raise KeyboardInterrupt  # killed right after the first epoch's checkpoint
-    monkeypatch.setattr(ckpt, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_after_first_checkpoint(monkeypatch):
         run(make_cfg(tmp_path / "killed", epochs=3), tmp_path / "killed")
-    monkeypatch.setattr(ckpt, "save", real_save)
     assert torch.load(tmp_path / "killed" / "ckpt" / "last.pt", weights_only=True)["epoch"] == 1
 
     resumed_cfg = make_cfg(tmp_path / "resumed", epochs=3, resume=str(tmp_path / "killed" / "ckpt"))

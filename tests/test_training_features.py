@@ -11,12 +11,11 @@ from typing import Any
 import pytest
 import torch
 from omegaconf import OmegaConf
-from test_training import TINY_MODEL, TinyData, make_cfg, run, untimed
+from test_training import TINY_MODEL, TinyData, killed_after_first_checkpoint, make_cfg, run, untimed
 
 from hairlab import contract
 from hairlab.plugin_manager import PluginHost
 from hairlab.training import budget as budget_module
-from hairlab.training import checkpoint as ckpt
 from hairlab.training import precision
 from hairlab.training.averaging import EMAConfig, WeightAverage
 from hairlab.training.config import EngineConfig
@@ -181,17 +180,8 @@ def test_ema_resume_equals_an_uninterrupted_run_and_best_holds_the_average(
     ema = {"decay": 0.7, "every": 2}
     _, full, tracker = run(make_cfg(tmp_path / "full", epochs=3, ema=ema, checkpoint="both"), tmp_path / "full")
     assert "EMA of the weights" in tracker.tags["hairlab.ema"]
-    real_save = ckpt.save
-
-    def save_then_die(path: Path, state: dict) -> Path:
-        real_save(path, state)
-        if path.name == ckpt.LAST:
-            raise KeyboardInterrupt
-        return path
-    monkeypatch.setattr(ckpt, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_after_first_checkpoint(monkeypatch):
         run(make_cfg(tmp_path / "killed", epochs=3, ema=ema), tmp_path / "killed")
-    monkeypatch.setattr(ckpt, "save", real_save)
     state = torch.load(tmp_path / "killed" / "ckpt" / "last.pt", weights_only=True)
     assert state["ema"] and int(state["ema"]["n_averaged"]) > 0
     _, resumed, _ = run(make_cfg(tmp_path / "resumed", epochs=3, ema=ema,
@@ -335,15 +325,8 @@ def test_budget_resume_continues_the_elapsed_time(tmp_path: Path, monkeypatch: p
     result, full, tracker = budget_run("full")
     assert result["stop_reason"] == "max_minutes" and result["step"] == 9  # 90 s at 10 s a step
     assert "evaluations and checkpoints not counted" in tracker.tags["hairlab.budget"]
-    real_save = ckpt.save
-
-    def save_then_die(path: Path, state: dict) -> Path:
-        real_save(path, state)
-        raise KeyboardInterrupt
-    monkeypatch.setattr(ckpt, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_after_first_checkpoint(monkeypatch):
         budget_run("killed")
-    monkeypatch.setattr(ckpt, "save", real_save)
     state = torch.load(tmp_path / "killed" / "ckpt" / "last.pt", weights_only=True)
     assert state["budget"]["train_s"] == 20.0 and state["step"] == 2
     result, resumed, _ = budget_run("resumed", resume=str(tmp_path / "killed" / "ckpt"))

@@ -9,15 +9,13 @@ import pytest
 import torch
 from hairlab_plugins.hairnet.whitening_layer import PatchWhitening
 from omegaconf import OmegaConf
+from test_training import killed_after_first_checkpoint, run, untimed
 from torch import nn
 
 from hairlab.errors import HairlabError
 from hairlab.models.builder import build_model
 from hairlab.plugin_manager import get_host
-from hairlab.tracking.base import LocalTracker, read_metrics
-from hairlab.training import checkpoint as ckpt
 from hairlab.training.batch_init import init_from_first_batch
-from hairlab.training.job import train_job
 
 
 def _correlated(n: int = 48, size: int = 8) -> torch.Tensor:
@@ -158,12 +156,7 @@ def _cfg(tmp: Path, **trainer: Any) -> Any:
 
 
 def _run(cfg: Any, directory: Path) -> list[dict]:
-    tracker = LocalTracker(directory)
-    try:
-        train_job(cfg, tracker, get_host())
-    finally:
-        tracker.close()
-    return [{k: v for k, v in r.items() if not k.startswith(("time", "throughput"))} for r in read_metrics(directory)]
+    return untimed(run(cfg, directory)[1])
 
 
 def test_training_fits_once_keeps_frozen_filters_and_a_resume_does_not_refit(
@@ -183,16 +176,8 @@ def test_training_fits_once_keeps_frozen_filters_and_a_resume_does_not_refit(
     weight = next(v for k, v in state.items() if k.endswith("block1.conv.weight") and v.shape[-1] == 2)
     assert torch.equal(weight, fitted[0])  # frozen through SGD with weight decay, three epochs
 
-    real_save = ckpt.save
-
-    def save_then_die(path: Path, st: dict) -> Path:
-        real_save(path, st)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(ckpt, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_after_first_checkpoint(monkeypatch):
         _run(_cfg(tmp_path / "killed"), tmp_path / "killed")
-    monkeypatch.setattr(ckpt, "save", real_save)
     assert len(fitted) == 2
     resumed = _run(_cfg(tmp_path / "resumed", resume=str(tmp_path / "killed" / "ckpt")), tmp_path / "resumed")
     assert len(fitted) == 2  # not fitted again: the weights came from the checkpoint
