@@ -239,3 +239,16 @@ def test_table_names_the_units_and_the_assumptions() -> None:
     text = console.export_text()
     assert "FLOPs" in text and "MACs" in text and "assumes: mode: corrected" in text
     assert "units: FLOPs = the target's operation count" in text
+
+
+def test_bus_traffic_counts_the_bytes_placed_outside_whatever_times_them() -> None:
+    """``bus_MB`` is the bytes of externally placed maps and parameters; a target's own time model
+    (``Target.layer_time``, as the fitted host has) changes times, never the bytes."""
+    layers = extract_layers(_tiny(), (3, 32, 32))
+    target = registry("hardware").create("paper2012", mode="corrected")
+    plain = estimate(layers, target)
+    timed = estimate(layers, target.with_options(layer_time=lambda layer, b, t, c: (t / 7, c * 3)))
+    placed = sum((r.in_map_MB if r.in_map_loc == "external" else 0.0)
+                 + (r.out_map_MB if r.out_map_loc == "external" else 0.0) + r.param_MB for r in plain.rows)
+    assert plain.totals["bus_MB"] == pytest.approx(placed) == pytest.approx(timed.totals["bus_MB"])
+    assert timed.totals["transfer_s"] == pytest.approx(plain.totals["transfer_s"] / 7)

@@ -225,7 +225,10 @@ def _totals(rows: list[Row], target: Target, layers: list[Layer]) -> dict[str, f
     latency = sum(r.total_time_s for r in rows)
     transfer = sum(r.transfer_time_s for r in rows)
     compute = sum(r.compute_time_s for r in rows)
-    moved = sum(r.transfer_time_s for r in rows) * target.bus_bandwidth
+    # Bytes that cross the bus, from the placements (not transfer time x bandwidth: a target's own
+    # time model, such as the fitted host, times transfers its own way).
+    moved = MB * sum((r.in_map_MB if r.in_map_loc == EXTERNAL else 0.0)
+                     + (r.out_map_MB if r.out_map_loc == EXTERNAL else 0.0) + r.param_MB for r in rows)
     return {
         "latency_s": latency,
         "latency_per_image_s": latency / target.batch_size,
