@@ -165,3 +165,26 @@ def test_fresh_maps_cost_their_page_faults_from_the_threshold_on() -> None:
     assert hostfit.fresh_map_s("relu", big, fresh) == 0.0 and hostfit.fresh_map_s("bn", big, None) == 0.0
     fit = {"bn": {"features": ["one"], "coef": [1e-5]}}
     assert hostfit.predict_parts(fit, "bn", big, CACHES, fresh) == pytest.approx((4 * big["out"] * 1e-9, 1e-5))
+
+
+def test_weights_too_big_to_stay_cached_take_at_least_their_dram_streaming_time() -> None:
+    """A model whose weights exceed the last-level cache streams each layer's weights from DRAM on
+    every pass; a model whose weights fit does not pay that floor."""
+    fit = {kind: {"features": list(feats), "coef": [1e-6] + [1e-12] * (len(feats) - 1)}
+           for kind, feats in hostfit.FEATURES.items()}
+    dram = 10e9
+    timer = hostfit.HostTime(fit, CACHES, None, dram)
+    llc = max(CACHES.values())
+    big = nn.Sequential(nn.Linear(2048, int(llc // 4 // 2048) + 512), nn.ReLU())  # weights just past the LLC
+    small = nn.Sequential(nn.Linear(256, 256), nn.ReLU())
+    for model, in_features, floored in ((big, 2048, True), (small, 256, False)):
+        rows = hostfit.mark_model_weights(hostfit.mark_previous(extract_layers(model, (in_features,))))
+        dense = next(r for r in rows if r.kind == "dense")
+        fitted = hostfit.predict_parts(fit, "dense", hostfit.layer_dims(dense, 1), CACHES)
+        assert fitted is not None
+        transfer, compute = timer(dense, 1, 0.0, 0.0)
+        if floored:
+            assert transfer + compute == pytest.approx(4 * dense.params / dram)
+            assert 4 * dense.params / dram > sum(fitted)
+        else:
+            assert (transfer, compute) == pytest.approx(fitted)

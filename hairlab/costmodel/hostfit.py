@@ -111,6 +111,35 @@ def mark_previous(layers: list[Layer]) -> list[Layer]:
     return layers
 
 
+def mark_model_weights(layers: list[Layer]) -> list[Layer]:
+    """Record on each row the whole model's parameter count (``attrs["model_params"]``): whether a
+    layer's weights can stay in the last-level cache from one pass to the next depends on all of them.
+
+    A ``Target.row_rules`` entry, like :func:`mark_previous`.
+    """
+    total = sum(int(layer.params) for layer in layers)
+    for layer in layers:
+        layer.attrs["model_params"] = total
+    return layers
+
+
+def cold_weights_s(layer: Layer, caches: Mapping[str, float], dram_bandwidth: float | None) -> float:
+    """The least time a layer takes to stream its weights from DRAM when they cannot be cached.
+
+    When the model's weights together exceed the last-level cache, each layer's weights were evicted
+    since the previous pass touched them (least recently used), so they come from DRAM at the probed
+    copy bandwidth, however fast the same layer runs in a small calibration chain whose weights stay
+    cached (AlexNet's 151 MB fc6 at batch 1: 11.8 ms at 12.8 GB/s, measured 11.8 in the model; the fit
+    on hot chains said 6.7). Measured by the bandwidth probe, not fitted.
+    """
+    if not dram_bandwidth or not layer.params:
+        return 0.0
+    llc = float(max(caches.values())) if caches else 32.0 * 2**20
+    if 4.0 * float(layer.attrs.get("model_params", layer.params)) <= llc:
+        return 0.0
+    return 4.0 * float(layer.params) / float(dram_bandwidth)
+
+
 def feature_vector(kind: str, d: Dims, caches: Mapping[str, float],
                    names: Sequence[str] | None = None) -> list[float]:
     """The values of ``names`` (default ``FEATURES[kind]``) for sizes ``d`` (fp32: 4 bytes per element)."""
@@ -227,11 +256,17 @@ class HostTime:
     """
 
     def __init__(self, model: Mapping[str, Mapping[str, Any]], caches: Mapping[str, float],
-                 fresh: tuple[float, float] | None = None) -> None:
+                 fresh: tuple[float, float] | None = None, dram_bandwidth: float | None = None) -> None:
         self.model = {k: dict(v) for k, v in model.items()}
         self.caches = dict(caches)
         self.fresh = fresh
+        self.dram_bandwidth = dram_bandwidth
 
     def __call__(self, layer: Layer, batch: int, transfer_s: float, compute_s: float) -> tuple[float, float]:
         parts = predict_parts(self.model, layer.kind, layer_dims(layer, batch), self.caches, self.fresh)
-        return parts if parts is not None else (transfer_s, compute_s)
+        transfer, compute = parts if parts is not None else (transfer_s, compute_s)
+        # Weights that cannot stay cached between passes: at least their DRAM streaming time.
+        floor = cold_weights_s(layer, self.caches, self.dram_bandwidth)
+        if floor > transfer + compute:
+            transfer = floor - compute
+        return transfer, compute

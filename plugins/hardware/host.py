@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hairlab.costmodel.hostfit import HostTime, mark_previous
+from hairlab.costmodel.hostfit import HostTime, mark_model_weights, mark_previous
 from hairlab.costmodel.target import Conventions, Target, common_options
 from hairlab.errors import HairlabError
 
@@ -61,7 +61,8 @@ def host(**options: Any) -> Target:
     overridden = any(v is not None for v in given.values())
     fitted = cal.get("fit") if time_model == "fitted" and not overridden else None
     fresh = (float(cal["fresh_map_bytes"]), float(cal["page_fault_s_per_byte"])) if "fresh_map_bytes" in cal else None
-    layer_time = HostTime(fitted, caches, fresh) if fitted else None
+    dram = (cal.get("bandwidths") or {}).get("DRAM")
+    layer_time = HostTime(fitted, caches, fresh, float(dram) if dram else None) if fitted else None
     rates.update({k: float(v) for k, v in (cal.get("rates") or {}).items()
                   if k not in rates and k not in ("dense",)})
     return Target(
@@ -73,7 +74,7 @@ def host(**options: Any) -> Target:
         generic_flops=pick("generic_flops", cal["generic_flops"]),
         layer_overhead_s=pick("layer_overhead_s", cal["layer_overhead_s"]),
         kind_rates=rates, kind_overheads=dict(cal.get("kind_overhead_s") or {}),
-        threads=cal["threads"], layer_time=layer_time, row_rules=(mark_previous,) if fitted else (),
+        threads=cal["threads"], layer_time=layer_time, row_rules=(mark_previous, mark_model_weights) if fitted else (),
         # The calibration measures fp32 kernels only: another hardware.dtype is a one-line error.
         dtype_rates={"fp32": (pick("matrix_flops", cal["gemm_flops"]), pick("generic_flops", cal["generic_flops"]))},
         notes=(f"calibration {cal.get('measured_at', '?')} (load average {_load(cal.get('loadavg'))}), "
