@@ -28,6 +28,17 @@ def _sources(layer: Layer) -> list[str]:
     return list(layer.attrs.get("sources", [layer.name]))
 
 
+def _merge_pairs(layers: list[Layer], merge: Callable[[Layer, Layer], Layer | None]) -> list[Layer]:
+    """Each pair of neighbouring rows that ``merge`` turns into one row is replaced by that row."""
+    out: list[Layer] = []
+    i = 0
+    while i < len(layers):
+        merged = merge(layers[i], layers[i + 1]) if i + 1 < len(layers) else None
+        out.append(layers[i] if merged is None else merged)
+        i += 1 if merged is None else 2
+    return out
+
+
 def fold_bn(layers: list[Layer]) -> list[Layer]:
     """A BN directly after a conv (or dense) layer is folded into it (Algorithm 2, step 10).
 
@@ -37,21 +48,15 @@ def fold_bn(layers: list[Layer]) -> list[Layer]:
     parameters) disappears, and the conv gains one bias per output channel (if it had none) and
     the bias add.
     """
-    out: list[Layer] = []
-    i = 0
-    while i < len(layers):
-        cur = layers[i]
-        nxt = layers[i + 1] if i + 1 < len(layers) else None
-        if cur.kind in _MATRIX and nxt is not None and _follows(cur, nxt, "bn"):
-            channels = int(cur.attrs.get("out_channels") or cur.out_elems)
-            folded = cur.copy(params=cur.params + (0 if cur.attrs.get("bias") else channels))
-            folded.attrs.update(bias=True, folded_bn=nxt.name, sources=[*_sources(cur), *_sources(nxt)])
-            out.append(folded)
-            i += 2
-            continue
-        out.append(cur)
-        i += 1
-    return out
+    def fold(cur: Layer, nxt: Layer) -> Layer | None:
+        if cur.kind not in _MATRIX or not _follows(cur, nxt, "bn"):
+            return None
+        channels = int(cur.attrs.get("out_channels") or cur.out_elems)
+        folded = cur.copy(params=cur.params + (0 if cur.attrs.get("bias") else channels))
+        folded.attrs.update(bias=True, folded_bn=nxt.name, sources=[*_sources(cur), *_sources(nxt)])
+        return folded
+
+    return _merge_pairs(layers, fold)
 
 
 def fuse_conv_bn_relu(layers: list[Layer]) -> list[Layer]:
@@ -94,20 +99,14 @@ def fuse_conv_bn_relu(layers: list[Layer]) -> list[Layer]:
 
 def fuse_bn_relu(layers: list[Layer]) -> list[Layer]:
     """A BN directly followed by a ReLU on its output becomes one ``bn_relu`` row."""
-    out: list[Layer] = []
-    i = 0
-    while i < len(layers):
-        cur = layers[i]
-        nxt = layers[i + 1] if i + 1 < len(layers) else None
-        if cur.kind == "bn" and nxt is not None and nxt.kind == "relu" and nxt.in_elems == cur.out_elems:
-            fused = cur.copy(kind="bn_relu", name=f"{cur.name}+{nxt.name.rsplit('.', 1)[-1]}")
-            fused.attrs["sources"] = [cur.name, nxt.name]
-            out.append(fused)
-            i += 2
-            continue
-        out.append(cur)
-        i += 1
-    return out
+    def fuse(cur: Layer, nxt: Layer) -> Layer | None:
+        if cur.kind != "bn" or nxt.kind != "relu" or nxt.in_elems != cur.out_elems:
+            return None
+        fused = cur.copy(kind="bn_relu", name=f"{cur.name}+{nxt.name.rsplit('.', 1)[-1]}")
+        fused.attrs["sources"] = [cur.name, nxt.name]
+        return fused
+
+    return _merge_pairs(layers, fuse)
 
 
 def append_softmax(layers: list[Layer]) -> list[Layer]:
