@@ -8,8 +8,12 @@ import sys
 import sysconfig
 import venv
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from hairlab.plugin_manager import PluginHost
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -59,3 +63,15 @@ def pip_install(python: Path, path: Path) -> None:
     """A real pip install (wheel build and dist-info with entry points) into ``python``'s env."""
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--disable-pip-version-check", str(path)], check=True, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def host() -> PluginHost:
+    """The installed plugins (built-ins included), in a host this test module made (nothing
+    process-wide). A module may define its own ``host`` with fewer plugins."""
+    from hairlab.plugin_manager import PluginHost
+
+    made = PluginHost()
+    made.load_entrypoints()
+    made.collect()
+    return made

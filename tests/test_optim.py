@@ -13,15 +13,6 @@ from hairlab.training.job import build_optimizer
 from hairlab.training.schedules import lr_factor, make_scheduler, warmup_steps
 
 
-@pytest.fixture(scope="module")
-def host() -> PluginHost:
-    """The built-in plugins, in a host this test made (nothing process-wide)."""
-    made = PluginHost()
-    made.load_entrypoints()
-    made.collect()
-    return made
-
-
 def model() -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
 

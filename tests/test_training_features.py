@@ -27,14 +27,6 @@ from hairlab.training.schedules import fraction_factor, lr_factor, make_schedule
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="module")
-def host() -> PluginHost:
-    made = PluginHost()
-    made.load_entrypoints()
-    made.collect()
-    return made
-
-
 class NullTracker:
     def __init__(self) -> None:
         self.tags: dict[str, str] = {}
