@@ -64,19 +64,11 @@ def build_optimizer(model: Any, optimizer_cfg: Any, host: PluginHost, decay_norm
     from hairlab import contract
 
     scale = {"bias": float(bias_lr_scale), "norm": float(norm_weight_lr_scale)}
-    groups: list[dict[str, Any]] = []
+    by_setting: dict[tuple[bool, float], list[Any]] = {}  # (decays, lr scale) -> parameters, first seen first
     for p, role in parameter_roles(model):
-        decays = decay_norm_and_bias or role == "weight"
-        lr_scale = scale.get(role, 1.0)
-        for group in groups:
-            if group["decays"] == decays and group["lr_scale"] == lr_scale:
-                group["params"].append(p)
-                break
-        else:
-            groups.append({"params": [p], "decays": decays, "lr_scale": lr_scale})
-    for group in groups:
-        if not group.pop("decays"):
-            group["weight_decay"] = 0.0
+        by_setting.setdefault((decay_norm_and_bias or role == "weight", scale.get(role, 1.0)), []).append(p)
+    groups = [{"params": params, "lr_scale": lr_scale, **({} if decays else {"weight_decay": 0.0})}
+              for (decays, lr_scale), params in by_setting.items()]
     optimizer = contract.build(host, "optimizers", optimizer_cfg, groups, where="optimizer")
     for group in optimizer.param_groups:
         group["lr"] = group["lr"] * group.get("lr_scale", 1.0)
