@@ -98,6 +98,7 @@ class Engine:
         self.progress = progress or EpochProgress(False)
         self.on_epoch_end = on_epoch_end
         self._takes_format = _accepts(data.train_batches, "memory_format")
+        self._takes_epoch = _accepts(data.train_batches, "epoch")  # epoch-aware augmentation (alternating flip)
         self.step = 0
         self.epoch = 0  # before _epoch_len: an epoch-aware data module is asked for epoch 1's batches
         self.steps_per_epoch = self._epoch_len()
@@ -188,7 +189,7 @@ class Engine:
         if self._takes_format:
             kw["memory_format"] = self.memory_format
         if train:
-            if _accepts(self.data.train_batches, "epoch"):  # epoch-aware augmentation (alternating flip)
+            if self._takes_epoch:
                 kw["epoch"] = max(self.epoch, 1)
             return self.data.train_batches(batch_size, generator=self.generator, **kw)
         return self.data.eval_batches(split, batch_size, **kw)
