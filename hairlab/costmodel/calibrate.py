@@ -322,13 +322,6 @@ def _loadavgs() -> tuple[float, float, float] | None:
         return None
 
 
-def _loadavg() -> float | None:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
-
-
 def calibration(threads: int | None = None, *, refresh: bool = False) -> dict[str, Any]:
     """The cached calibration for this CPU and thread count, measuring it if needed."""
     import torch
