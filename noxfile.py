@@ -111,16 +111,15 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Every benchmark in tests/benchmarks/, each a ratio to a baseline measured in the same run.
 
-    bench_hw_validation (the host model against this CPU on the zoo, nn-Meter's metric, 5-10
-    minutes) writes its table to test-output/hw_validation.md (+ .json).
+    bench_hw_validation (the host model against this CPU on the zoo, nn-Meter's metric, 3-6
+    minutes) writes its table to test-output/hw_validation.md (+ .json), its default.
     """
     _install(session, "dev")
     results = {}
-    extra = {"bench_hw_validation": ["--output", str(ROOT / "test-output" / "hw_validation.md")]}
     for script in sorted((ROOT / "tests" / "benchmarks").glob("bench_*.py")):
         if session.posargs and not any(p in script.name for p in session.posargs):
             continue
-        out = session.run("python", str(script), *extra.get(script.stem, []), silent=True, env=_data_env())
+        out = session.run("python", str(script), silent=True, env=_data_env())
         try:
             results[script.stem] = json.loads(out.strip().splitlines()[-1])
         except (ValueError, IndexError, AttributeError):
