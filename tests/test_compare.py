@@ -427,3 +427,63 @@ def test_results_tables_read_old_and_new_split_names() -> None:
     assert tool.metric(old, "test/acc") == pytest.approx(0.6)
     assert tool.metric(new_val, "test/acc") is None, "a validation accuracy is never shown as a test one"
     assert tool.metric(new_test, "test/acc") == pytest.approx(0.5)
+
+
+def _results_tables() -> Any:
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("results_tables", root / "docs" / "tools" / "results_tables.py")
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_results_tables_interval_is_welchs() -> None:
+    """The contrast column's 95% interval: Welch's t on the two groups' seeds, checked by hand.
+
+    [1, 2, 3] against [4, 5, 6]: difference -3, each variance 1, standard error sqrt(2/3), 4
+    degrees of freedom, t(0.975, 4) = 2.7764, so the half-width is 2.2669.
+    """
+    tool = _results_tables()
+    diff, half = tool.interval([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
+    assert diff == pytest.approx(-3.0)
+    assert half == pytest.approx(2.7764 * (2 / 3) ** 0.5, rel=1e-4)
+    # unequal variances and sizes: the Welch-Satterthwaite degrees of freedom, not n1 + n2 - 2
+    diff, half = tool.interval([0.0, 10.0], [5.0, 5.1, 4.9, 5.0])
+    assert diff == pytest.approx(0.0)
+    assert half == pytest.approx(12.706 * (50 / 2 + 0.00667 / 4) ** 0.5, rel=1e-3)
+    assert tool.interval([1.0, 1.0], [1.0, 1.0]) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="2 seeds"):
+        tool.interval([1.0], [1.0, 2.0])
+
+
+def test_results_tables_read_a_config_group_from_the_overrides() -> None:
+    """A swept group with a global package (``ablation=r3``) has no parameter: its override names it."""
+    from types import SimpleNamespace
+
+    tool = _results_tables()
+    run = SimpleNamespace(data=SimpleNamespace(
+        params={"seed": "1", "optimizer.name": "sgd"},
+        tags={"hairlab.overrides": "trainer.max_steps=null,seed=1,ablation=r3,+experiment=cifar_ablation"}))
+    assert tool.setting(run, "ablation") == "r3"
+    assert tool.setting(run, "optimizer.name") == "sgd"
+    assert tool.setting(run, "experiment") == "cifar_ablation"
+    assert tool.setting(run, "nothing") == ""
+
+
+def test_results_tables_derive_steps_images_and_minutes() -> None:
+    """A time-budget run is compared by what it trained: steps, images (steps x batch) and minutes."""
+    from types import SimpleNamespace
+
+    tool = _results_tables()
+    history = [SimpleNamespace(step=s) for s in (20, 384, 727)]
+    client = SimpleNamespace(get_metric_history=lambda run_id, key: history if key == "train/loss" else [])
+    run = SimpleNamespace(info=SimpleNamespace(run_id="r"), data=SimpleNamespace(
+        params={"trainer.batch_size": "128"}, metrics={"time/train_s": 600.0, "time/total_s": 645.0}))
+    tool.derive(client, run)
+    assert run.data.metrics["steps"] == 727 and run.data.metrics["images"] == 727 * 128
+    assert run.data.metrics["train_min"] == pytest.approx(10.0)
+    assert run.data.metrics["total_min"] == pytest.approx(10.75)
+    assert tool._fmt([727.0, 731.0], "steps") == "729 (727-731)"
