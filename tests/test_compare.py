@@ -487,3 +487,11 @@ def test_results_tables_derive_steps_images_and_minutes() -> None:
     assert run.data.metrics["train_min"] == pytest.approx(10.0)
     assert run.data.metrics["total_min"] == pytest.approx(10.75)
     assert tool._fmt([727.0, 731.0], "steps") == "729 (727-731)"
+
+
+def test_results_tables_natural_order_puts_r2_before_r10() -> None:
+    """``--reference previous`` sorts an ablation's rows by setting, numbers by value."""
+    tool = _results_tables()
+    rows = ["r10", "r2", "r1", "r0"]
+    assert sorted(rows, key=tool.natural) == ["r0", "r1", "r2", "r10"]
+    assert sorted(["0.1", "0.01", "0.3"], key=tool.natural) == ["0.01", "0.1", "0.3"]

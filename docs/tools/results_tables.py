@@ -166,6 +166,14 @@ def _fmt(values: list[float], metric: str) -> str:
     return f"{mean:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
 
 
+def natural(value: str) -> tuple[Any, ...]:
+    """A sort key that orders ``r2`` before ``r10`` and ``0.01`` before ``0.1`` (numbers by value)."""
+    import re
+
+    parts = re.split(r"(\d+(?:\.\d+)?)", value)
+    return tuple((0, float(p)) if i % 2 else (1, p) for i, p in enumerate(parts) if p)
+
+
 def _contrast_cell(values: list[float], ref: list[float] | None, metric: str) -> str:
     if ref is None:
         return "reference"
@@ -183,7 +191,8 @@ def table(client: Any, name: str, metrics: tuple[str, ...] = METRICS, by: tuple[
 
     With ``contrast`` (a metric), a last column gives each setting's difference in it to the
     reference setting with a 95% interval: ``reference`` is ``first`` (the first row),
-    ``previous`` (each row against the one above: an ablation) or ``KEY=VALUE[,KEY=VALUE]``.
+    ``previous`` (each row against the one above: an ablation, its rows sorted by their settings
+    in natural order, r2 before r10, whenever each ran) or ``KEY=VALUE[,KEY=VALUE]``.
     Only FINISHED runs enter a contrast.
     """
     runs = child_runs(client, name)
@@ -202,6 +211,8 @@ def table(client: Any, name: str, metrics: tuple[str, ...] = METRICS, by: tuple[
     head = [*keys, *extra, "seeds", "outcome", *present, "wall min/run"]
     if contrast:
         head.append(f"Δ {contrast} vs {reference} (95% CI)")
+    if reference == "previous":  # an ablation: rows in their settings' order, whenever each ran
+        groups = dict(sorted(groups.items(), key=lambda item: tuple(natural(v) for v in item[0])))
     finished = [g for g in groups if g[-1] == "FINISHED"]
 
     def values(group: tuple[str, ...]) -> list[float]:
@@ -276,7 +287,8 @@ def main() -> None:
     parser.add_argument("--contrast", metavar="METRIC",
                         help="add each setting's difference in METRIC to the reference, with a 95%% interval")
     parser.add_argument("--reference", default="first",
-                        help="first (default), previous (each row against the one above) or KEY=VALUE[,KEY=VALUE]")
+                        help="first (default), previous (each row against the one above, rows in natural order) or "
+                             "KEY=VALUE[,KEY=VALUE]")
     args = parser.parse_args()
     client = _client(args.tracking_uri)
     for name in args.experiments:
