@@ -407,16 +407,22 @@ def test_the_ui_server_prints_no_dependency_deprecation_warnings(monkeypatch: py
         pytest.skip("this mlflow/starlette pair warns nothing to filter")
 
 
-def test_results_tables_read_old_and_new_split_names() -> None:
-    """docs/tools/results_tables.py: `test/acc` of a run from before the split names is its `val/acc`."""
+def _results_tables() -> Any:
     import importlib.util
-    from types import SimpleNamespace
 
     root = Path(__file__).resolve().parents[1]
     spec = importlib.util.spec_from_file_location("results_tables", root / "docs" / "tools" / "results_tables.py")
     assert spec is not None and spec.loader is not None
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
+    return tool
+
+
+def test_results_tables_read_old_and_new_split_names() -> None:
+    """docs/tools/results_tables.py: `test/acc` of a run from before the split names is its `val/acc`."""
+    from types import SimpleNamespace
+
+    tool = _results_tables()
 
     def run(metrics: dict[str, float], tags: dict[str, str]) -> Any:
         return SimpleNamespace(data=SimpleNamespace(metrics=metrics, tags=tags))
@@ -427,17 +433,6 @@ def test_results_tables_read_old_and_new_split_names() -> None:
     assert tool.metric(old, "test/acc") == pytest.approx(0.6)
     assert tool.metric(new_val, "test/acc") is None, "a validation accuracy is never shown as a test one"
     assert tool.metric(new_test, "test/acc") == pytest.approx(0.5)
-
-
-def _results_tables() -> Any:
-    import importlib.util
-
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("results_tables", root / "docs" / "tools" / "results_tables.py")
-    assert spec is not None and spec.loader is not None
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
 
 
 def test_results_tables_interval_is_welchs() -> None:
