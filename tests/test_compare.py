@@ -490,3 +490,17 @@ def test_results_tables_natural_order_puts_r2_before_r10() -> None:
     rows = ["r10", "r2", "r1", "r0"]
     assert sorted(rows, key=tool.natural) == ["r0", "r1", "r2", "r10"]
     assert sorted(["0.1", "0.01", "0.3"], key=tool.natural) == ["0.01", "0.1", "0.3"]
+
+
+def test_results_tables_references() -> None:
+    """``--reference``: first, previous, or the setting named KEY=VALUE (an unknown one is refused)."""
+    tool = _results_tables()
+    rows = [("adam", "lo", "FINISHED"), ("sgd", "lo", "FINISHED"), ("sgd", "mid", "FINISHED")]
+    names = ["optimizer.name", "lr_pick"]
+    assert tool.references(rows, names, "first") == {rows[0]: None, rows[1]: rows[0], rows[2]: rows[0]}
+    assert tool.references(rows, names, "previous") == {rows[0]: None, rows[1]: rows[0], rows[2]: rows[1]}
+    assert tool.references(rows, names, "optimizer.name=sgd,lr_pick=lo")[rows[0]] == rows[1]
+    with pytest.raises(SystemExit, match="no finished setting matches"):
+        tool.references(rows, names, "optimizer.name=lion")
+    with pytest.raises(SystemExit, match="no finished setting matches"):
+        tool.references(rows, names, "typo=sgd")

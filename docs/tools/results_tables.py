@@ -185,6 +185,26 @@ def _contrast_cell(values: list[float], ref: list[float] | None, metric: str) ->
     return f"{diff * scale:+.2f} ± {half * scale:.2f}{unit}"
 
 
+Group = tuple[str, ...]
+
+
+def references(finished: list[Group], names: list[str], reference: str) -> dict[Group, Group | None]:
+    """Each finished setting's reference setting (None: it is the reference) for ``--reference``."""
+    if not finished:
+        return {}
+    if reference == "previous":
+        return {g: (finished[i - 1] if i else None) for i, g in enumerate(finished)}
+    if reference == "first":
+        base = finished[0]
+    else:
+        want = dict(item.split("=", 1) for item in reference.split(","))
+        matches = [g for g in finished if all(k in names and g[names.index(k)] == v for k, v in want.items())]
+        if not matches:
+            raise SystemExit(f"--reference {reference}: no finished setting matches (keys: {', '.join(names)})")
+        base = matches[0]
+    return {g: (None if g == base else base) for g in finished}
+
+
 def table(client: Any, name: str, metrics: tuple[str, ...] = METRICS, by: tuple[str, ...] = (),
           contrast: str | None = None, reference: str = "first") -> str:
     """A markdown table: one row per setting, seeds folded into mean (min-max).
@@ -218,21 +238,7 @@ def table(client: Any, name: str, metrics: tuple[str, ...] = METRICS, by: tuple[
     def values(group: tuple[str, ...]) -> list[float]:
         return [v for v in (metric(r, contrast or "") for r in groups[group]) if v is not None]
 
-    ref_of: dict[tuple[str, ...], tuple[str, ...] | None] = {}
-    if contrast and finished:
-        if reference == "previous":
-            ref_of = {g: (finished[i - 1] if i else None) for i, g in enumerate(finished)}
-        else:
-            if reference == "first":
-                base = finished[0]
-            else:
-                want = dict(item.split("=", 1) for item in reference.split(","))
-                names = keys + extra
-                matches = [g for g in finished if all(g[names.index(k)] == v for k, v in want.items() if k in names)]
-                if not matches or any(k not in names for k in want):
-                    raise SystemExit(f"--reference {reference}: no finished setting matches (keys: {', '.join(names)})")
-                base = matches[0]
-            ref_of = {g: (None if g == base else base) for g in finished}
+    ref_of = references(finished, keys + extra, reference) if contrast else {}
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for group, members in groups.items():
         outcomes = sorted({outcome(r) for r in members})
