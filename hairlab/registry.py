@@ -62,6 +62,10 @@ class Entry:
     factory: Callable[..., Any]
     description: str
     schema: type | None = None
+    #: Optional check of what the options point at outside the config (a dataset's files are
+    #: there, or fetched now), called with the checked options before any run exists; raises
+    #: :class:`~hairlab.errors.HairlabError` with the fix. Only datasets use it so far.
+    preflight: Callable[..., None] | None = field(default=None, compare=False)
     #: Filled in by the plugin manager: the plugin that registered the entry, and its package.
     plugin: str = field(default="", compare=False)
     distribution: str = field(default="", compare=False)

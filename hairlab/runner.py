@@ -68,13 +68,14 @@ def task_function(cfg: Any) -> Any:
     Everything that can refuse the job (bad values, a checkpoint of another config) runs
     before its run is created, so a refused job leaves nothing in the store.
     """
-    from hairlab.contract import check_config
+    from hairlab.contract import check_config, check_data
     from hairlab.plugin_manager import get_host
     from hairlab.tracking import interrupts
 
     interrupts.install()  # SIGTERM/SIGINT close the run as KILLED (main thread of this process)
     host = get_host()
     check_config(cfg, host)  # every value checked before any run exists (issue 11)
+    check_data(cfg, host)  # and the data they point at: found, or fetched now
     hydra_cfg = _hydra_config()
     objectives = objective.check(cfg, host, hydra_cfg)
     job = resolve_task(str(cfg.get("task", "train")))

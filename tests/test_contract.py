@@ -372,3 +372,98 @@ def test_a_composed_config_pickles_and_unpickles_in_a_fresh_process(tmp_path: Pa
             "print(cfg.optimizer.name, cfg.optimizer.lr, cfg.trainer.epochs)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["sgd", "0.05", "None"], out.stderr[-2000:]  # epochs: null = max_steps or 1
+
+
+def test_missing_data_is_one_line_before_the_sweeps_parent_or_any_run(store_dir: Path, tmp_path: Path) -> None:
+    """A sweep pointed at no data: one line and exit 2 before the parent run, not a FAILED run per job.
+
+    (Seen in a real 14-job sweep started without HAIRLAB_DATA: every job made a FAILED run.)
+    """
+    data = tmp_path / "empty"
+    data.mkdir()
+    before = run_count(store_dir)
+    proc = run_cli(["run", "-m", "dataset=cifar10", "dataset.download=false", "trainer.max_steps=1", "seed=0,1"],
+                   cwd=store_dir, env={"HAIRLAB_DATA": str(data)})
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip()
+    assert "\n" not in line and line.startswith("hairlab: sweep job 0 ("), line
+    assert f"cifar10: no CIFAR-10 data at {data} (from $HAIRLAB_DATA) and dataset.download=false" in line
+    assert "HAIRLAB_DATA=PATH" in line  # the fix
+    assert run_count(store_dir) == before
+
+
+@pytest.mark.parametrize("overrides,part", [
+    (["dataset.download=false"], "cifar10: no CIFAR-10 data at "),
+    (["dataset=imagefolder", "dataset.root=/no/such/tree"], "imagefolder: /no/such/tree (from dataset.root) "
+                                                             "does not exist"),
+], ids=["cifar10", "imagefolder"])
+def test_missing_data_of_one_run_is_one_line_and_no_run(overrides: list[str], part: str, store_dir: Path,
+                                                         tmp_path: Path) -> None:
+    before = run_count(store_dir)
+    proc = run_cli(["run", *overrides, "trainer.max_steps=1"], cwd=store_dir,
+                   env={"HAIRLAB_DATA": str(tmp_path / "nothing")})
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"hairlab: {part}"), lines
+    assert run_count(store_dir) == before
+
+
+def test_a_profile_job_does_not_look_for_data(tmp_path: Path) -> None:
+    """Only a training job needs its data: costing a model runs without any."""
+    from omegaconf import OmegaConf
+
+    host = get_host()
+    cfg = OmegaConf.create({"task": "profile", "dataset": {"name": "cifar10", "root": str(tmp_path / "none"),
+                                                           "download": False}})
+    contract.check_data(cfg, host)  # no error
+    cfg.task = "train"
+    with pytest.raises(HairlabError, match="no CIFAR-10 data"):
+        contract.check_data(cfg, host)
+
+
+def test_a_preflight_that_raises_is_worded_and_each_dataset_config_is_checked_once(tmp_path: Path) -> None:
+    """A plugin's own exception names the entry and plugin; a sweep's shared dataset is checked once."""
+    from omegaconf import OmegaConf
+
+    from hairlab import hookimpl
+    from hairlab.registry import Entry
+
+    calls: list[dict[str, object]] = []
+
+    def flaky(**options: object) -> None:
+        calls.append(options)
+        raise OSError("share not mounted")
+
+    class Plugin:
+        @hookimpl
+        def hairlab_datasets(self) -> list[Entry]:
+            return [Entry("mounted", lambda **_: None, "Data on a share.", preflight=flaky)]
+
+    host = PluginHost()
+    host.register(Plugin(), name="mounted_plugin", distribution="dist-mounted", version="1.0")
+    host.collect()
+    cfg = OmegaConf.create({"task": "train", "dataset": {"name": "mounted"}})
+    with pytest.raises(HairlabError, match=r"dataset 'mounted' \(plugin mounted_plugin.*failed its pre-flight "
+                                           r"check: OSError: share not mounted"):
+        contract.check_data(cfg, host)
+    seen: set[str] = set()
+    with pytest.raises(HairlabError):
+        contract.check_data(cfg, host, seen)
+    contract.check_data(cfg, host, seen)  # the same config again: not checked twice
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("target,here", [
+    ("hydra._internal.core_plugins.basic_launcher.BasicLauncher", True),
+    ("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", True),
+    ("hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher", True),
+    ("hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", False),
+    ("hydra_plugins.hydra_ray_launcher.ray_aws_launcher.RayAWSLauncher", False),
+], ids=["basic", "joblib", "submitit_local", "submitit_slurm", "ray_aws"])
+def test_a_sweep_checks_the_data_only_where_its_jobs_run(target: str, here: bool) -> None:
+    """A SLURM job may read node-local data the submitting host cannot see: its job checks it."""
+    from omegaconf import OmegaConf
+
+    from hairlab.contract.preflight import runs_here
+
+    assert runs_here(OmegaConf.create({"hydra": {"launcher": {"_target_": target}}})) is here

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from hairlab.contract.convert import to_dict
 from hairlab.contract.entries import build, call, owner, schema_of, settings, validate
-from hairlab.contract.preflight import check_config, check_sweep
+from hairlab.contract.preflight import check_config, check_data, check_sweep
 from hairlab.contract.schema import HELP, Option, check, opt, options
 from hairlab.contract.store import register_schemas
 
@@ -27,6 +27,7 @@ __all__ = [
     "call",
     "check",
     "check_config",
+    "check_data",
     "check_sweep",
     "opt",
     "options",

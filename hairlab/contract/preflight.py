@@ -4,7 +4,8 @@
 before the tracker exists); :func:`check_sweep` composes and checks every job of a basic-sweeper
 multirun before its first job starts (the sweep callback's ``on_multirun_start``). A bad value
 is one :class:`~hairlab.errors.HairlabError` line naming the key, the value, what was expected,
-and the entry and plugin that own the option.
+and the entry and plugin that own the option. :func:`check_data` runs a dataset entry's own
+``preflight`` (the data is there, or fetched now) at the same two points.
 """
 
 from __future__ import annotations
@@ -103,6 +104,43 @@ def check_config(cfg: Any, host: PluginHost) -> None:
             hardware.get(str(name))
 
 
+def check_data(cfg: Any, host: PluginHost, seen: set[str] | None = None) -> None:
+    """The dataset's pre-flight (its files found, or fetched now) for a training job, before any run.
+
+    :func:`check_config` checks the values; this checks what they point at, so a missing dataset
+    is one line before the sweep's parent run or any job's run exists, not a FAILED run per job.
+    ``seen`` holds the dataset configs already checked (a sweep's jobs mostly share one).
+    """
+    import json
+
+    task = cfg.get("task", "train") if hasattr(cfg, "get") else "train"
+    node = _node(cfg, "dataset")
+    if task != "train" or not node:
+        return
+    key = json.dumps(node, sort_keys=True, default=str)
+    if seen is not None:
+        if key in seen:
+            return
+        seen.add(key)
+    entry, opts = validate(host, "datasets", node, where="dataset")
+    if entry.preflight is not None:
+        call_preflight(entry, opts, host)
+
+
+def call_preflight(entry: Any, opts: dict[str, Any], host: PluginHost) -> None:
+    """``entry.preflight(**opts)``; a plugin's own exception is worded like a failed build."""
+    from hairlab.contract.entries import owner
+
+    try:
+        entry.preflight(**opts)
+    except (HairlabError, KeyboardInterrupt):
+        raise
+    except BaseException as exc:  # a broken plugin cannot end hairlab with a traceback
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise HairlabError(f"{owner(entry, 'datasets', host)} failed its pre-flight check: "
+                           f"{type(exc).__name__}{': ' + text if text else ''}") from exc
+
+
 def sweep_jobs(config: Any) -> list[list[str]] | None:
     """The override list of every job a basic-sweeper multirun will launch; None for other sweepers."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -122,11 +160,27 @@ def sweep_jobs(config: Any) -> list[list[str]] | None:
     return jobs
 
 
+#: Launchers whose jobs run on this machine, so the data this process sees is the data they see.
+LOCAL_LAUNCHERS = ("BasicLauncher", "JoblibLauncher", "LocalLauncher")
+
+
+def runs_here(config: Any) -> bool:
+    """Whether the multirun's launcher runs its jobs on this machine (not SLURM, not a Ray cluster).
+
+    A cluster job may read data that only its node sees (node-local scratch), so its data is
+    checked in the job, before its run, and not by the process that submits it.
+    """
+    launcher = config.hydra.get("launcher") or {}
+    return str(launcher.get("_target_", "")).endswith(LOCAL_LAUNCHERS)
+
+
 def check_sweep(config: Any, host: PluginHost) -> None:
     """Compose and check every job of a basic-sweeper multirun before the first one starts.
 
     ``config`` is the multirun's config as Hydra's ``on_multirun_start`` receives it. Other
     sweepers (optuna, ...) choose their jobs as they go: each job is checked when it starts.
+    The data is checked here only for a launcher that runs the jobs on this machine
+    (:func:`runs_here`); each job checks its own again before its run.
     """
     from hydra import compose
     from hydra.core.global_hydra import GlobalHydra
@@ -137,11 +191,14 @@ def check_sweep(config: Any, host: PluginHost) -> None:
     name = config.hydra.job.get("config_name") or "config"
     hydra_overrides = [o for o in config.hydra.overrides.hydra if o.split("=", 1)[0].startswith("hydra.searchpath")]
     common = set(jobs[0]).intersection(*jobs[1:]) if len(jobs) > 1 else set()
+    datasets: set[str] | None = set() if runs_here(config) else None
     for i, overrides in enumerate(jobs):
         label = " ".join(o for o in overrides if o not in common) or " ".join(overrides) or "no overrides"
         try:
             job_cfg = compose(config_name=name, overrides=[*hydra_overrides, *overrides], return_hydra_config=True)
             check_config(job_cfg, host)
+            if datasets is not None:
+                check_data(job_cfg, host, datasets)
         except HairlabError as exc:
             raise HairlabError(f"sweep job {i} ({label}): {exc}") from None
         except Exception as exc:  # noqa: BLE001 - a composition error of one job

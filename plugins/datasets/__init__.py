@@ -137,6 +137,20 @@ def _factory(name: str, schema: type) -> Callable[..., Any]:
     return factory
 
 
+def _preflight(name: str) -> Callable[..., None]:
+    """The entry's pre-flight: ``hairlab_plugins.datasets.<name>.preflight``, imported when called.
+
+    It finds the data (or fetches it, once, in the process that starts the sweep) without
+    decoding it, so a missing dataset is one line before any run exists.
+    """
+
+    def preflight(**options: Any) -> None:
+        importlib.import_module(f"{__name__}.{name}").preflight(**options)
+
+    preflight.__name__ = f"preflight_{name}"
+    return preflight
+
+
 @hookimpl
 def hairlab_datasets() -> list[Entry]:
     return [
@@ -145,9 +159,10 @@ def hairlab_datasets() -> list[Entry]:
               "Each class is a random image plus per-example noise, so a model can learn it.", SyntheticOptions),
         Entry("cifar10", _factory("cifar10", Cifar10Options),
               "CIFAR-10 (32x32, 10 classes): official batches or tarball, or a class-folder tree/tarball.\n"
-              "Decoded once into a cached tensor file; downloaded with checksum when online.", Cifar10Options),
+              "Decoded once into a cached tensor file; downloaded with checksum when online.", Cifar10Options,
+              preflight=_preflight("cifar10")),
         Entry("imagefolder", _factory("imagefolder", ImageFolderOptions),
               "Any train/<class>/*, val/<class>/* image tree or tarball (ImageNet layout), resized.\n"
               "Decoded once and held in memory when small; streamed by DataLoader workers when large.",
-              ImageFolderOptions),
+              ImageFolderOptions, preflight=_preflight("imagefolder")),
     ]

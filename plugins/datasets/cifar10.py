@@ -303,6 +303,25 @@ def not_found(root: Path, how: str, reason: str) -> HairlabError:
     )
 
 
+def locate(root: Any, download: bool, url: str, md5: str | None) -> Source:
+    """The data's source: found under the data root, or downloaded there now (``download``)."""
+    base, how = data_root(root)
+    source = find_source(base)
+    if source is not None:
+        return source
+    if not download:
+        raise not_found(base, how, "dataset.download=false")
+    try:
+        return Source("official-archive", fetch_official(url, md5, base))
+    except Unreachable as exc:
+        raise not_found(base, how, f"downloading {url} failed ({exc})") from None
+
+
+def preflight(*, root: Any, download: bool, url: str, md5: str | None, **_: Any) -> None:
+    """Before any run exists: the data is there (or fetched now), so no job fails for want of it."""
+    locate(root, download, url, md5)
+
+
 def build(*, num_classes: int, image_size: int, root: Any, train_size: int | None, test_size: int | None,
           val_size: int | float, crop_padding: int, pad_mode: str = "zeros", hflip: bool | str, cutout: int = 0,
           normalize: bool, mean: list[float] | None, std: list[float] | None,
@@ -311,15 +330,7 @@ def build(*, num_classes: int, image_size: int, root: Any, train_size: int | Non
     from hairlab.data.tensor import TensorDataModule
 
     t0 = time.perf_counter()
-    base, how = data_root(root)
-    source = find_source(base)
-    if source is None:
-        if not download:
-            raise not_found(base, how, "dataset.download=false")
-        try:
-            source = Source("official-archive", fetch_official(url, md5, base))
-        except Unreachable as exc:
-            raise not_found(base, how, f"downloading {url} failed ({exc})") from None
+    source = locate(root, download, url, md5)
     data = load_cached(source, workers=workers)
     extra = {
         "source": str(source.path), "format": data["format"], "source_sha256": data["source_sha256"],

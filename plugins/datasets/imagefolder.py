@@ -35,6 +35,7 @@ from hairlab.errors import HairlabError
 
 log = logging.getLogger("hairlab.data")
 EVAL_DIRS = ("val", "test")
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 
 
 def _scan(source: Path) -> Tree:
@@ -42,14 +43,19 @@ def _scan(source: Path) -> Tree:
     return scan_dir(source, splits) if source.is_dir() else scan_tar(source, splits)
 
 
-def locate(root: Path, how: str) -> tuple[Tree, str]:
-    """The tree at ``root`` and the name of its evaluation folder (``val`` or ``test``)."""
+def _check_root(root: Path, how: str) -> None:
+    """``root`` is a directory or a tar archive (what it holds is the scan's business)."""
     if not root.exists():
-        raise HairlabError(f"imagefolder: {root} (from {how}) does not exist; set dataset.root=PATH to a "
-                           f"directory or tar archive holding train/<class>/* and val/<class>/*")
-    if root.is_file() and not root.name.lower().endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
+        raise HairlabError(f"imagefolder: {root} (from {how}) does not exist; set dataset.root=PATH (or "
+                           f"{ENV_DATA}) to a directory or tar archive holding train/<class>/* and val/<class>/*")
+    if root.is_file() and not root.name.lower().endswith(TAR_SUFFIXES):
         raise HairlabError(f"imagefolder: {root} is a file but not a tar archive; set dataset.root=PATH to a "
                            "directory or tar archive holding train/<class>/* and val/<class>/*")
+
+
+def locate(root: Path, how: str) -> tuple[Tree, str]:
+    """The tree at ``root`` and the name of its evaluation folder (``val`` or ``test``)."""
+    _check_root(root, how)
     tree = _scan(root)
     if tree.count("train") == 0:
         raise HairlabError(
@@ -61,6 +67,11 @@ def locate(root: Path, how: str) -> tuple[Tree, str]:
         raise HairlabError(f"imagefolder: {root} has train/ but no images under val/<class>/ "
                            "(or test/<class>/)")
     return tree, eval_dir
+
+
+def preflight(*, root: Any, **_: Any) -> None:
+    """Before any run exists: the root is a directory or a tar archive (the job scans its tree)."""
+    _check_root(*data_root(root))
 
 
 def _labelled(tree: Tree, split: str, classes: list[str]) -> list[tuple[str, int]]:
