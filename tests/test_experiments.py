@@ -19,7 +19,7 @@ from conftest import REPO
 #: Searches (an Optuna sweeper choosing its trials, not a grid) are run by tests/test_search.py.
 EXPERIMENTS = sorted(p for p in (REPO / "conf" / "experiment").glob("*.yaml") if "/hydra/sweeper" not in p.read_text())
 #: Swept keys that vary the budget or the repetition, not the setting being compared.
-NOT_A_COMPARISON = {"seed", "trainer.epochs", "trainer.max_steps"}
+NOT_A_COMPARISON = {"seed", "trainer.epochs", "trainer.max_steps", "trainer.max_minutes"}
 #: Small, fast stand-ins for the real data and schedule (one optimizer step per job).
 SMOKE = ["dataset=synthetic", "dataset.train_size=16", "dataset.test_size=16", "trainer.max_steps=1",
          "trainer.batch_size=8", "trainer.progress=false", "trainer.checkpoint=false"]
@@ -67,6 +67,18 @@ def test_experiment_is_a_tracked_sweep(path: Path) -> None:
     if cfg.task == "train" and compared:
         assert len(sweep.get("seed", [])) >= 2, \
             f"{path.name} compares {sorted(compared)}: sweep seed over >= 2 values"
+
+
+def test_cifar_fast_is_the_ablations_last_row() -> None:
+    """The final recipe is what the ablation measured: at its 10 minutes, cifar_fast's job and
+    cifar_ablation's last row train the same way (the same job key but for the experiment name)."""
+    from hairlab.tracking.identity import result_params
+
+    last = _sweep(REPO / "conf" / "experiment" / "cifar_ablation.yaml")["ablation"][-1]
+    recipe = result_params(_compose("cifar_fast", ["trainer.max_minutes=10", "seed=0"]))
+    row = result_params(_compose("cifar_ablation", [f"ablation={last}", "seed=0"]))
+    differing = sorted(k for k in set(recipe) | set(row) if recipe.get(k) != row.get(k))
+    assert not differing, {k: (recipe.get(k), row.get(k)) for k in differing}
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
