@@ -80,13 +80,20 @@ def build(host: PluginHost, kind: str, node: Any, *args: Any, where: str, **extr
 def call(entry: Entry, kind: str, opts: Mapping[str, Any], *args: Any, host: PluginHost | None = None,
          **extra: Any) -> Any:
     """The factory call of :func:`build`, for options already validated (a block built N times)."""
+    return guarded(entry, kind, host, "failed to build", entry.factory, *args, **extra, **opts)
+
+
+def guarded(entry: Entry, kind: str, host: PluginHost | None, failure: str, fn: Any, /, *args: Any,
+            **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, one of the entry's own functions; what it raises becomes one line,
+    ``<entry and plugin> <failure>: <exception>``."""
     try:
-        return entry.factory(*args, **extra, **opts)
+        return fn(*args, **kwargs)
     except (HairlabError, KeyboardInterrupt):  # worded for users already; Ctrl-C and signals pass
         raise
     except BaseException as exc:  # even SystemExit: a broken plugin cannot end hairlab
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise HairlabError(f"{owner(entry, kind, host)} failed to build: {type(exc).__name__}"
+        raise HairlabError(f"{owner(entry, kind, host)} {failure}: {type(exc).__name__}"
                            f"{': ' + text if text else ''}") from exc
 
 

@@ -124,21 +124,9 @@ def check_data(cfg: Any, host: PluginHost, seen: set[str] | None = None) -> None
         seen.add(key)
     entry, opts = validate(host, "datasets", node, where="dataset")
     if entry.preflight is not None:
-        call_preflight(entry, opts, host)
+        from hairlab.contract.entries import guarded
 
-
-def call_preflight(entry: Any, opts: dict[str, Any], host: PluginHost) -> None:
-    """``entry.preflight(**opts)``; a plugin's own exception is worded like a failed build."""
-    from hairlab.contract.entries import owner
-
-    try:
-        entry.preflight(**opts)
-    except (HairlabError, KeyboardInterrupt):
-        raise
-    except BaseException as exc:  # a broken plugin cannot end hairlab with a traceback
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise HairlabError(f"{owner(entry, 'datasets', host)} failed its pre-flight check: "
-                           f"{type(exc).__name__}{': ' + text if text else ''}") from exc
+        guarded(entry, "datasets", host, "failed its pre-flight check", entry.preflight, **opts)
 
 
 def sweep_jobs(config: Any) -> list[list[str]] | None:
