@@ -333,6 +333,33 @@ def test_a_factory_that_exits_is_a_failed_build_not_the_end_of_hairlab() -> None
         contract.build(host, "optimizers", {"name": "interrupted"}, [], where="optimizer")
 
 
+def test_an_option_named_like_a_contract_keyword_is_a_failed_build_not_a_traceback() -> None:
+    """A block whose schema dataclass declares ``stride``, which hairlab also passes: one worded line."""
+    from dataclasses import dataclass
+
+    from hairlab import hookimpl
+    from hairlab.registry import Entry
+
+    @dataclass
+    class StridedOptions:
+        stride: int = 1
+
+    def block(c_in: int, c_out: int, stride: int = 1) -> object:
+        return object()
+
+    class Plugin:
+        @hookimpl
+        def hairlab_blocks(self) -> list[Entry]:
+            return [Entry("strided", block, "x", StridedOptions)]
+
+    host = PluginHost()
+    host.register(Plugin(), "clash", "hairlab-clash", "1.0")
+    host.collect()
+    with pytest.raises(HairlabError, match=r"^block 'strided' \(plugin clash, hairlab-clash 1\.0\) failed to build: "
+                                           r"TypeError: .*multiple values for keyword argument 'stride'"):
+        contract.build(host, "blocks", {"name": "strided", "stride": 2}, 3, 8, where="block", stride=1)
+
+
 def test_a_yaml_preset_extends_a_schema_and_a_same_named_yaml_replaces_it(tmp_path: Path) -> None:
     """`schema/<name>@_here_` gives a preset the schema's keys and types; no Hydra schema-matching warning."""
     import warnings

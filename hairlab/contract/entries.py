@@ -8,7 +8,7 @@ who owns it, so a user knows which package to look at.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from hairlab.contract.convert import to_dict
@@ -80,15 +80,18 @@ def build(host: PluginHost, kind: str, node: Any, *args: Any, where: str, **extr
 def call(entry: Entry, kind: str, opts: Mapping[str, Any], *args: Any, host: PluginHost | None = None,
          **extra: Any) -> Any:
     """The factory call of :func:`build`, for options already validated (a block built N times)."""
-    return guarded(entry, kind, host, "failed to build", entry.factory, *args, **extra, **opts)
+    return guarded(entry, kind, host, "failed to build", lambda: entry.factory(*args, **extra, **opts))
 
 
-def guarded(entry: Entry, kind: str, host: PluginHost | None, failure: str, fn: Any, /, *args: Any,
-            **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)``, one of the entry's own functions; what it raises becomes one line,
-    ``<entry and plugin> <failure>: <exception>``."""
+def guarded(entry: Entry, kind: str, host: PluginHost | None, failure: str, fn: Callable[[], Any]) -> Any:
+    """``fn()``, a call of one of the entry's own functions; what it raises becomes one line,
+    ``<entry and plugin> <failure>: <exception>``.
+
+    ``fn`` takes no arguments, so building the call's keywords (an option named like a contract
+    keyword: ``stride`` twice) fails inside the guard too, worded like any other failure.
+    """
     try:
-        return fn(*args, **kwargs)
+        return fn()
     except (HairlabError, KeyboardInterrupt):  # worded for users already; Ctrl-C and signals pass
         raise
     except BaseException as exc:  # even SystemExit: a broken plugin cannot end hairlab

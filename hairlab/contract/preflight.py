@@ -126,7 +126,8 @@ def check_data(cfg: Any, host: PluginHost, seen: set[str] | None = None) -> None
     if entry.preflight is not None:
         from hairlab.contract.entries import guarded
 
-        guarded(entry, "datasets", host, "failed its pre-flight check", entry.preflight, **opts)
+        preflight = entry.preflight
+        guarded(entry, "datasets", host, "failed its pre-flight check", lambda: preflight(**opts))
 
 
 def sweep_jobs(config: Any) -> list[list[str]] | None:
